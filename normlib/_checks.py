@@ -1,0 +1,86 @@
+"""Input checks shared by every op; each raises before any arithmetic.
+
+Messages follow PyTorch's wording where PyTorch has one ("Expected ... but got
+input of shape ...") and always name the op, so an error from ``group_norm``
+never talks about training.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+Array = Any
+
+
+def shape_of(x: Array) -> list[int]:
+    return [int(s) for s in x.shape]
+
+
+def check_array(x: Array, op: str) -> None:
+    """Input must be a NumPy array or torch tensor of a floating-point dtype."""
+    if isinstance(x, torch.Tensor):
+        if not x.dtype.is_floating_point:
+            raise TypeError(
+                f"{op}: expected a floating-point input, got dtype {x.dtype} "
+                f"for input of shape {shape_of(x)}"
+            )
+    elif isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(
+                f"{op}: expected a floating-point input, got dtype {x.dtype} "
+                f"for input of shape {shape_of(x)}"
+            )
+    else:
+        raise TypeError(f"{op}: expected a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
+
+
+def check_min_ndim(x: Array, op: str, min_ndim: int) -> None:
+    if x.ndim < min_ndim:
+        raise ValueError(
+            f"{op}: expected input with at least {min_ndim} dimensions (N, C, ...), "
+            f"got {x.ndim}D input of shape {shape_of(x)}"
+        )
+
+
+def check_ndim(x: Array, op: str, allowed: Sequence[int]) -> None:
+    """PyTorch's wording: 'expected 2D or 3D input (got 4D input)'."""
+    if x.ndim not in allowed:
+        want = " or ".join(f"{d}D" for d in allowed)
+        raise ValueError(f"{op}: expected {want} input (got {x.ndim}D input of shape {shape_of(x)})")
+
+
+def check_eps(eps: float, op: str) -> None:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"{op}: eps must be a finite number > 0, got eps={eps!r}")
+
+
+def check_momentum(momentum: float | None, op: str) -> None:
+    if momentum is None:
+        return
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"{op}: momentum must be in [0, 1] or None, got momentum={momentum!r}")
+
+
+def check_param(p: Array | None, expected: Sequence[int], name: str, op: str, x: Array) -> None:
+    """A weight, bias or running buffer must have exactly the ``expected`` shape."""
+    if p is None:
+        return
+    if shape_of(p) != list(expected):
+        raise ValueError(
+            f"{op}: expected {name} of shape {list(expected)}, got {name} of shape "
+            f"{shape_of(p)} for input of shape {shape_of(x)}"
+        )
+    if isinstance(p, torch.Tensor) != isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"{op}: {name} is a {type(p).__name__} but input is a {type(x).__name__}; pass both as "
+            f"NumPy arrays or both as torch tensors"
+        )
+
+
+def check_more_than_one(count: int, op: str, x: Array, what: str = "value per channel") -> None:
+    """Training statistics need |S| > 1: one value has no spread to normalize by."""
+    if count <= 1:
+        raise ValueError(f"{op}: Expected more than 1 {what} when training, got input size {shape_of(x)}")

@@ -1,0 +1,244 @@
+"""Functional normalization ops with the signatures of ``torch.nn.functional``.
+
+Each op is a choice of the set S (:mod:`normlib.sets`) handed to the one core
+:func:`normlib.core.normalize`, followed by the per-channel (or per-element)
+affine map ``y = x_hat * weight + bias``.  None of them calls a PyTorch
+normalization kernel.  Every op accepts a NumPy array (NumPy out) or a torch
+tensor (tensor out, with autograd).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import array_api_compat
+import torch
+
+from . import _checks as chk
+from .core import normalize
+from .sets import StatSet, batch_set, group_set, instance_set, layer_set
+
+__all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "channel_view"]
+
+Array = Any
+
+
+def channel_view(p: Array, ndim: int) -> Array:
+    """Reshape a per-channel vector ``(C,)`` to ``(1, C, 1, ..., 1)`` for an ``ndim``-D input."""
+    xp = array_api_compat.array_namespace(p)
+    return xp.reshape(p, (1, -1) + (1,) * (ndim - 2))
+
+
+def _affine(x_hat: Array, weight: Array | None, bias: Array | None, view) -> Array:
+    if weight is not None:
+        x_hat = x_hat * view(weight)
+    if bias is not None:
+        x_hat = x_hat + view(bias)
+    return x_hat
+
+
+def _no_grad(x: Array):
+    return torch.no_grad() if isinstance(x, torch.Tensor) else _Null()
+
+
+class _Null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _update_running(running: Array, new: Array, momentum: float) -> None:
+    """``running ← (1 − momentum)·running + momentum·new``, in place (PyTorch's convention)."""
+    with _no_grad(running):
+        running *= 1.0 - momentum
+        running += momentum * new
+
+
+def _apply_stats(x: Array, mean: Array, var: Array, eps: float) -> Array:
+    """Eval path: normalize with given per-channel statistics."""
+    xp = array_api_compat.array_namespace(x)
+    return (x - channel_view(mean, x.ndim)) / xp.sqrt(channel_view(var, x.ndim) + eps)
+
+
+def batch_norm(
+    input: Array,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Array:
+    r"""Batch Normalization: S is one channel over the batch and every position.
+
+    .. math::
+        y = \frac{x - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}}\,\gamma_c + \beta_c,
+        \qquad \mu_c, \sigma^2_c \text{ over } (N, *\text{spatial}) \text{ (biased)}
+
+    In training the batch statistics normalize, and the running buffers (if
+    given) are updated in place: ``running_mean ← (1 − momentum)·running_mean +
+    momentum·μ`` and ``running_var`` likewise with the *unbiased* variance
+    ``σ²·n/(n − 1)``, ``n = N·∏spatial``.  In eval the running statistics
+    normalize.
+
+    Shapes: ``input`` (N, C, \*); ``running_mean``, ``running_var``, ``weight``,
+    ``bias``: (C,).
+
+    Raises: ``TypeError`` for non-float input; ``ValueError`` for fewer than 2
+    dimensions, parameters or buffers not of shape (C,), eps ≤ 0, momentum
+    outside [0, 1], missing running statistics in eval, or one value per channel
+    in training.
+    """
+    op = "batch_norm"
+    chk.check_array(input, op)
+    chk.check_min_ndim(input, op, 2)
+    chk.check_eps(eps, op)
+    chk.check_momentum(momentum, op)
+    C = int(input.shape[1])
+    for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        chk.check_param(p, [C], name, op, input)
+    view = lambda p: channel_view(p, input.ndim)  # noqa: E731
+    S = batch_set()
+    if training:
+        chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input)
+        x_hat, m = normalize(input, S, eps)
+        if running_mean is not None:
+            _update_running(running_mean, m.mean.reshape(C), momentum)
+        if running_var is not None:
+            n = m.count
+            _update_running(running_var, m.var.reshape(C) * (n / (n - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var must be given when training=False")
+        x_hat = _apply_stats(input, running_mean, running_var, eps)
+    return _affine(x_hat, weight, bias, view)
+
+
+def instance_norm(
+    input: Array,
+    running_mean: Array | None = None,
+    running_var: Array | None = None,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Array:
+    r"""Instance Normalization: S is one channel of one sample, over its positions.
+
+    .. math::  y = \frac{x - \mu_{n,c}}{\sqrt{\sigma^2_{n,c} + \epsilon}}\,\gamma_c + \beta_c
+
+    With ``use_input_stats`` the per-instance statistics normalize and the
+    running buffers (if given) move toward their average over the batch (the
+    variance unbiased with ``n = ∏spatial``), as PyTorch does; otherwise the
+    running statistics normalize.
+
+    Shapes: ``input`` (N, C, \*spatial) with at least one spatial axis;
+    buffers and affine parameters (C,).
+
+    Raises: as :func:`batch_norm`, and ``ValueError`` for a single spatial
+    element when using input statistics.
+    """
+    op = "instance_norm"
+    chk.check_array(input, op)
+    chk.check_min_ndim(input, op, 3)
+    chk.check_eps(eps, op)
+    chk.check_momentum(momentum, op)
+    C = int(input.shape[1])
+    for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        chk.check_param(p, [C], name, op, input)
+    view = lambda p: channel_view(p, input.ndim)  # noqa: E731
+    if use_input_stats:
+        S = instance_set()
+        chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input, "spatial element")
+        x_hat, m = normalize(input, S, eps)
+        xp = array_api_compat.array_namespace(input)
+        N = int(input.shape[0])
+        if running_mean is not None:
+            _update_running(running_mean, xp.mean(xp.reshape(m.mean, (N, C)), axis=0), momentum)
+        if running_var is not None:
+            n = m.count
+            unbiased = xp.reshape(m.var, (N, C)) * (n / (n - 1))
+            _update_running(running_var, xp.mean(unbiased, axis=0), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var must be given when use_input_stats=False")
+        x_hat = _apply_stats(input, running_mean, running_var, eps)
+    return _affine(x_hat, weight, bias, view)
+
+
+def layer_norm(
+    input: Array,
+    normalized_shape: int | Sequence[int],
+    weight: Array | None = None,
+    bias: Array | None = None,
+    eps: float = 1e-5,
+) -> Array:
+    r"""Layer Normalization: S is the trailing ``normalized_shape`` axes of one sample.
+
+    .. math::  y = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} \odot \gamma + \beta,
+        \qquad \mu, \sigma^2 \text{ over the last } D = \text{len(normalized\_shape)} \text{ axes}
+
+    Shapes: ``input`` (\*, \*normalized_shape); ``weight``, ``bias``:
+    ``normalized_shape`` (elementwise, not per channel).
+
+    Raises: ``ValueError`` when the input's trailing dimensions differ from
+    ``normalized_shape`` (PyTorch's message), parameters of the wrong shape,
+    eps ≤ 0; ``TypeError`` for non-float input.
+    """
+    op = "layer_norm"
+    chk.check_array(input, op)
+    chk.check_eps(eps, op)
+    shape = [int(normalized_shape)] if isinstance(normalized_shape, int) else [int(s) for s in normalized_shape]
+    if not shape:
+        raise ValueError(f"{op}: normalized_shape must have at least one dimension, got {shape}")
+    k = len(shape)
+    if input.ndim < k or chk.shape_of(input)[-k:] != shape:
+        raise ValueError(
+            f"{op}: Given normalized_shape={shape}, expected input with shape [*, "
+            f"{', '.join(map(str, shape))}], but got input of size {chk.shape_of(input)}"
+        )
+    chk.check_param(weight, shape, "weight", op, input)
+    chk.check_param(bias, shape, "bias", op, input)
+    x_hat, _ = normalize(input, layer_set(k), eps)
+    return _affine(x_hat, weight, bias, lambda p: p)
+
+
+def group_norm(
+    input: Array,
+    num_groups: int,
+    weight: Array | None = None,
+    bias: Array | None = None,
+    eps: float = 1e-5,
+) -> Array:
+    r"""Group Normalization: S is one group of ``C / G`` channels of one sample, over positions.
+
+    .. math::  y = \frac{x - \mu_{n,g}}{\sqrt{\sigma^2_{n,g} + \epsilon}}\,\gamma_c + \beta_c
+
+    ``G = 1`` gives Layer Norm over (C, \*spatial) (with per-channel affine);
+    ``G = C`` gives Instance Norm.  The affine parameters are per channel.
+
+    Shapes: ``input`` (N, C, \*); ``weight``, ``bias``: (C,).
+
+    Raises: ``ValueError`` when ``num_groups`` does not divide C (PyTorch's
+    message), for fewer than 2 dimensions, parameters not of shape (C,),
+    eps ≤ 0; ``TypeError`` for non-float input.
+    """
+    op = "group_norm"
+    chk.check_array(input, op)
+    chk.check_min_ndim(input, op, 2)
+    chk.check_eps(eps, op)
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+        raise ValueError(f"{op}: num_groups must be a positive integer, got {num_groups!r}")
+    C = int(input.shape[1])
+    if C % num_groups:
+        raise ValueError(
+            f"{op}: Expected number of channels in input to be divisible by num_groups, "
+            f"but got input of shape {chk.shape_of(input)} and num_groups={num_groups}"
+        )
+    chk.check_param(weight, [C], "weight", op, input)
+    chk.check_param(bias, [C], "bias", op, input)
+    x_hat, _ = normalize(input, group_set(num_groups), eps)
+    return _affine(x_hat, weight, bias, lambda p: channel_view(p, input.ndim))
