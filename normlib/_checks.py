@@ -7,6 +7,7 @@ never talks about training.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 import numpy as np
@@ -53,15 +54,27 @@ def check_ndim(x: Array, op: str, allowed: Sequence[int]) -> None:
 
 
 def check_eps(eps: float, op: str) -> None:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps) or eps <= 0:
+    """``eps`` must be a real number (Python or NumPy scalar), finite and > 0."""
+    if not isinstance(eps, numbers.Real) or isinstance(eps, (bool, np.bool_)) or not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"{op}: eps must be a finite number > 0, got eps={eps!r}")
 
 
-def check_momentum(momentum: float | None, op: str) -> None:
+def check_momentum(momentum: float | None, op: str, allow_none: bool = True) -> None:
+    """``momentum`` must be a real number in [0, 1] (NaN is not); ``None`` only if ``allow_none``.
+
+    Modules accept ``None`` (cumulative average); the functional ops need the
+    number itself, as ``torch.nn.functional`` does.
+    """
     if momentum is None:
-        return
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{op}: momentum must be in [0, 1] or None, got momentum={momentum!r}")
+        if allow_none:
+            return
+        raise ValueError(
+            f"{op}: momentum must be a number in [0, 1], got momentum=None (the cumulative "
+            f"average is a module option; the functional op needs the factor, e.g. 1/num_batches_tracked)"
+        )
+    if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum <= 1.0:
+        want = "[0, 1] or None" if allow_none else "[0, 1]"
+        raise ValueError(f"{op}: momentum must be in {want}, got momentum={momentum!r}")
 
 
 def check_param(p: Array | None, expected: Sequence[int], name: str, op: str, x: Array) -> None:

@@ -8,6 +8,7 @@ tensor (tensor out, with autograd).
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 import array_api_compat
@@ -61,6 +62,14 @@ def _apply_stats(x: Array, mean: Array, var: Array, eps: float) -> Array:
     return (x - channel_view(mean, x.ndim)) / xp.sqrt(channel_view(var, x.ndim) + eps)
 
 
+def _like(y: Array, x: Array) -> Array:
+    """``y`` in ``x``'s dtype: the output keeps the input's dtype even if the statistics or
+    parameters have another (as the training path, where the core computes in ``x``'s dtype)."""
+    if y.dtype == x.dtype:
+        return y
+    return array_api_compat.array_namespace(y).astype(y, x.dtype)
+
+
 def batch_norm(
     input: Array,
     running_mean: Array | None,
@@ -88,22 +97,33 @@ def batch_norm(
 
     Raises: ``TypeError`` for non-float input; ``ValueError`` for fewer than 2
     dimensions, parameters or buffers not of shape (C,), eps ≤ 0, momentum
-    outside [0, 1], missing running statistics in eval, or one value per channel
-    in training.
+    outside [0, 1] (or None: the cumulative average is a module option),
+    missing running statistics in eval, or one value per channel in training.
+
+    >>> import numpy as np
+    >>> x = np.array([[1.0], [2.0], [6.0]])        # N = 3, C = 1: mean 3, biased var 14/3
+    >>> rm, rv = np.zeros(1), np.ones(1)
+    >>> np.round(batch_norm(x, rm, rv, training=True, momentum=1.0), 4).ravel().tolist()
+    [-0.9258, -0.4629, 1.3887]
+    >>> rm.tolist(), rv.tolist()                   # updated in place; the variance unbiased: 14/2
+    ([3.0], [7.0])
     """
     op = "batch_norm"
     chk.check_array(input, op)
     chk.check_min_ndim(input, op, 2)
     chk.check_eps(eps, op)
-    chk.check_momentum(momentum, op)
+    chk.check_momentum(momentum, op, allow_none=False)
     C = int(input.shape[1])
     for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         chk.check_param(p, [C], name, op, input)
     view = lambda p: channel_view(p, input.ndim)  # noqa: E731
     S = batch_set()
     if training:
+        if S.set_size(tuple(input.shape)) == 0:
+            # An empty batch (N = 0), as torch allows: nothing to normalize, running stats unchanged.
+            return _like(_affine(input, weight, bias, view), input)
         chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input)
-        x_hat, m = normalize(input, S, eps)
+        x_hat, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
         if running_mean is not None:
             _update_running(running_mean, m.mean.reshape(C), momentum)
         if running_var is not None:
@@ -113,7 +133,7 @@ def batch_norm(
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when training=False")
         x_hat = _apply_stats(input, running_mean, running_var, eps)
-    return _affine(x_hat, weight, bias, view)
+    return x_hat if training else _like(_affine(x_hat, weight, bias, view), input)  # training: affine fused
 
 
 def instance_norm(
@@ -145,7 +165,7 @@ def instance_norm(
     chk.check_array(input, op)
     chk.check_min_ndim(input, op, 3)
     chk.check_eps(eps, op)
-    chk.check_momentum(momentum, op)
+    chk.check_momentum(momentum, op, allow_none=False)
     C = int(input.shape[1])
     for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
         chk.check_param(p, [C], name, op, input)
@@ -153,7 +173,7 @@ def instance_norm(
     if use_input_stats:
         S = instance_set()
         chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input, "spatial element")
-        x_hat, m = normalize(input, S, eps)
+        x_hat, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
         xp = array_api_compat.array_namespace(input)
         N = int(input.shape[0])
         if running_mean is not None:
@@ -166,7 +186,7 @@ def instance_norm(
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when use_input_stats=False")
         x_hat = _apply_stats(input, running_mean, running_var, eps)
-    return _affine(x_hat, weight, bias, view)
+    return x_hat if use_input_stats else _like(_affine(x_hat, weight, bias, view), input)  # affine fused
 
 
 def layer_norm(
@@ -191,7 +211,7 @@ def layer_norm(
     op = "layer_norm"
     chk.check_array(input, op)
     chk.check_eps(eps, op)
-    shape = [int(normalized_shape)] if isinstance(normalized_shape, int) else [int(s) for s in normalized_shape]
+    shape = [int(normalized_shape)] if isinstance(normalized_shape, numbers.Integral) else [int(s) for s in normalized_shape]
     if not shape:
         raise ValueError(f"{op}: normalized_shape must have at least one dimension, got {shape}")
     k = len(shape)
@@ -202,8 +222,8 @@ def layer_norm(
         )
     chk.check_param(weight, shape, "weight", op, input)
     chk.check_param(bias, shape, "bias", op, input)
-    x_hat, _ = normalize(input, layer_set(k), eps)
-    return _affine(x_hat, weight, bias, lambda p: p)
+    y, _ = normalize(input, layer_set(k), eps, weight, bias)  # affine fused into the core
+    return y
 
 
 def group_norm(
@@ -225,12 +245,19 @@ def group_norm(
     Raises: ``ValueError`` when ``num_groups`` does not divide C (PyTorch's
     message), for fewer than 2 dimensions, parameters not of shape (C,),
     eps ≤ 0; ``TypeError`` for non-float input.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=(2, 4, 5))
+    >>> bool(np.allclose(group_norm(x, 1), layer_norm(x, (4, 5))))  # G = 1: Layer Norm over (C, L)
+    True
+    >>> bool(np.allclose(group_norm(x, 4), instance_norm(x)))      # G = C: Instance Norm
+    True
     """
     op = "group_norm"
     chk.check_array(input, op)
     chk.check_min_ndim(input, op, 2)
     chk.check_eps(eps, op)
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups < 1:
         raise ValueError(f"{op}: num_groups must be a positive integer, got {num_groups!r}")
     C = int(input.shape[1])
     if C % num_groups:
@@ -240,5 +267,6 @@ def group_norm(
         )
     chk.check_param(weight, [C], "weight", op, input)
     chk.check_param(bias, [C], "bias", op, input)
-    x_hat, _ = normalize(input, group_set(num_groups), eps)
-    return _affine(x_hat, weight, bias, lambda p: channel_view(p, input.ndim))
+    view = lambda p: None if p is None else channel_view(p, input.ndim)  # noqa: E731
+    y, _ = normalize(input, group_set(num_groups), eps, view(weight), view(bias))  # affine fused
+    return y

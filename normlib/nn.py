@@ -44,6 +44,8 @@ class _NormBase(nn.Module):
         track_running_stats: bool = True,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         op = type(self).__name__
@@ -59,7 +61,10 @@ class _NormBase(nn.Module):
         self.track_running_stats = track_running_stats
         if affine:
             self.weight = nn.Parameter(torch.empty(num_features, **kw))
-            self.bias = nn.Parameter(torch.empty(num_features, **kw))
+            if bias:
+                self.bias = nn.Parameter(torch.empty(num_features, **kw))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -86,7 +91,8 @@ class _NormBase(nn.Module):
         self.reset_running_stats()
         if self.affine:
             nn.init.ones_(self.weight)
-            nn.init.zeros_(self.bias)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
 
     def _check_input_dim(self, input: Tensor) -> None:
         raise NotImplementedError
@@ -101,7 +107,9 @@ class _NormBase(nn.Module):
     def extra_repr(self) -> str:
         return (
             "{num_features}, eps={eps}, momentum={momentum}, affine={affine}, "
-            "track_running_stats={track_running_stats}".format(**self.__dict__)
+            "bias={use_bias}, track_running_stats={track_running_stats}".format(
+                **self.__dict__, use_bias=self.bias is not None
+            )
         )
 
 
@@ -113,14 +121,14 @@ class _BatchNorm(_NormBase):
         self._check_input_dim(input)
         self._check_channels(input, 1)
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
+        count = self.training and self.track_running_stats and self.num_batches_tracked is not None
+        if count and self.momentum is None:
             # momentum=None: cumulative moving average, weight 1/t for batch t
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            factor = 1.0 / float(self.num_batches_tracked + 1)
         # Batch statistics in training, and in eval when no running statistics exist.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
-        return F.batch_norm(
+        out = F.batch_norm(
             input,
             self.running_mean if keep else None,
             self.running_var if keep else None,
@@ -130,6 +138,11 @@ class _BatchNorm(_NormBase):
             factor,
             self.eps,
         )
+        # Counted only once F.batch_norm has accepted the input: a call that
+        # raises leaves num_batches_tracked (and the running statistics) as they were.
+        if count:
+            self.num_batches_tracked.add_(1)
+        return out
 
 
 class BatchNorm1d(_BatchNorm):
@@ -167,8 +180,10 @@ class _InstanceNorm(_NormBase):
         track_running_stats: bool = False,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
 
     def forward(self, input: Tensor) -> Tensor:
         op = type(self).__name__
@@ -182,6 +197,12 @@ class _InstanceNorm(_NormBase):
                 f"{op}: input has {input.shape[feature_dim]} channels but num_features={self.num_features}; "
                 "with affine=False and no running statistics num_features is unused"
             )
+        use_input_stats = self.training or not self.track_running_stats
+        if use_input_stats:  # checked here so the message shows the caller's shape, batched or not
+            positions = 1
+            for s in input.shape[feature_dim + 1 :]:
+                positions *= int(s)
+            chk.check_more_than_one(positions, op, input, "spatial element")
         unbatched = input.dim() == self._no_batch_dim
         x = input.unsqueeze(0) if unbatched else input
         out = F.instance_norm(
@@ -190,7 +211,7 @@ class _InstanceNorm(_NormBase):
             self.running_var,
             self.weight,
             self.bias,
-            self.training or not self.track_running_stats,
+            use_input_stats,
             0.0 if self.momentum is None else self.momentum,
             self.eps,
         )
@@ -242,8 +263,9 @@ class LayerNorm(nn.Module):
         kw = {"device": device, "dtype": dtype}
         if elementwise_affine:
             self.weight = nn.Parameter(torch.ones(self.normalized_shape, **kw))
-            self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **kw)) if bias else None
-            if not bias:
+            if bias:
+                self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **kw))
+            else:
                 self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
@@ -259,7 +281,9 @@ class LayerNorm(nn.Module):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return "{normalized_shape}, eps={eps}, elementwise_affine={elementwise_affine}".format(**self.__dict__)
+        return "{normalized_shape}, eps={eps}, elementwise_affine={elementwise_affine}, bias={use_bias}".format(
+            **self.__dict__, use_bias=self.bias is not None
+        )
 
 
 class GroupNorm(nn.Module):
@@ -276,10 +300,15 @@ class GroupNorm(nn.Module):
         affine: bool = True,
         device=None,
         dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         chk.check_eps(eps, "GroupNorm")
-        if num_groups < 1 or num_channels % num_groups:
+        for name, v in (("num_groups", num_groups), ("num_channels", num_channels)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"GroupNorm: {name} must be a positive integer, got {name}={v!r}")
+        if num_channels % num_groups:
             raise ValueError(
                 f"GroupNorm: num_channels must be divisible by num_groups, got "
                 f"num_channels={num_channels} and num_groups={num_groups}"
@@ -291,7 +320,10 @@ class GroupNorm(nn.Module):
         kw = {"device": device, "dtype": dtype}
         if affine:
             self.weight = nn.Parameter(torch.ones(num_channels, **kw))
-            self.bias = nn.Parameter(torch.zeros(num_channels, **kw))
+            if bias:
+                self.bias = nn.Parameter(torch.zeros(num_channels, **kw))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -299,7 +331,8 @@ class GroupNorm(nn.Module):
     def reset_parameters(self) -> None:
         if self.affine:
             nn.init.ones_(self.weight)
-            nn.init.zeros_(self.bias)
+            if self.bias is not None:
+                nn.init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         if input.ndim >= 2 and input.shape[1] != self.num_channels:
@@ -310,4 +343,6 @@ class GroupNorm(nn.Module):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return "{num_groups}, {num_channels}, eps={eps}, affine={affine}".format(**self.__dict__)
+        return "{num_groups}, {num_channels}, eps={eps}, affine={affine}, bias={use_bias}".format(
+            **self.__dict__, use_bias=self.bias is not None
+        )

@@ -82,7 +82,7 @@ class StatSet:
         n, c, *rest = shape
         if c % self.groups:
             raise ValueError(
-                f"Expected number of channels in input to be divisible by num_groups, "
+                f"{self.name}: Expected number of channels in input to be divisible by num_groups, "
                 f"but got input of shape {list(shape)} and num_groups={self.groups}"
             )
         return (n, self.groups, c // self.groups, *rest)
@@ -106,7 +106,7 @@ class StatSet:
         return tuple(s for i, s in enumerate(view) if i not in axes)
 
     def set_size(self, shape: tuple[int, ...]) -> int:
-        """|S|: how many entries share one mean and variance."""
+        """``|S|``: how many entries share one mean and variance."""
         view = self.view_shape(shape)
         return int(np.prod([view[i] for i in self.reduce_axes(shape)], dtype=np.int64))
 
@@ -133,7 +133,13 @@ class StatSet:
         return lab == lab[tuple(index)]
 
     def describe(self, ndim: int = 4) -> str:
-        """Plain-words name of S for an ``ndim``-D input, e.g. ``'N, H, W per channel'``."""
+        """Plain-words name of S for an ``ndim``-D input: the axes S runs over, then what it is per.
+
+        >>> batch_set().describe(4), instance_set().describe(4), layer_set(3).describe(4)
+        ('N, H, W per C', 'H, W per N×C', 'C, H, W per N')
+        >>> group_set(2).describe(3)
+        'C/G, L per (sample, group)'
+        """
         names = ["N", "C"] + [f"D{i}" for i in range(ndim - 2)]
         if ndim == 4:
             names = ["N", "C", "H", "W"]
@@ -143,10 +149,11 @@ class StatSet:
         axes = self.reduce_axes(shape)
         if self.groups is not None:
             parts = (["N"] if self.over_batch else []) + ["C/G"] + names[2:]
-            return ", ".join(parts) + " per (sample, group)"
+            return ", ".join(parts) + (" per group" if self.over_batch else " per (sample, group)")
         over = [names[i] for i in axes]
         per = [names[i] for i in range(ndim) if i not in axes]
-        return ", ".join(over) + (" per " + "×".join(per) if per else "")
+        # no axes (e.g. Instance Norm of a 2-D input): each set is one entry
+        return (", ".join(over) if over else "one entry") + (" per " + "×".join(per) if per else "")
 
 
 def batch_set() -> StatSet:
