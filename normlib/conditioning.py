@@ -174,9 +174,19 @@ def excess_loss(H: np.ndarray, e0: np.ndarray, lr: float, t: int | np.ndarray) -
 
     ``Σ_i ½ λ_i c_i² (1 − lr·λ_i)^{2t}`` with ``c = Qᵀ e0`` in the eigenbasis ``Q`` of ``H``.
     ``t`` may be an integer array; returns an array of its shape.
+    Raises ``ValueError`` for a non-square or non-symmetric ``H``, an ``e0`` whose shape is
+    not ``(p,)`` for ``H`` of shape ``(p, p)``, or a negative ``t``.
     """
-    lam, Q = np.linalg.eigh(np.asarray(H, dtype=np.float64))
-    c = Q.T @ np.asarray(e0, dtype=np.float64)
+    _eig(H, "excess_loss")
+    H = np.asarray(H, dtype=np.float64)
+    e0 = np.asarray(e0, dtype=np.float64)
+    if e0.shape != (H.shape[0],):
+        raise ValueError(f"excess_loss: expected e0 of shape [{H.shape[0]}] for H of shape {list(H.shape)}, "
+                         f"got {list(e0.shape)}")
+    if np.any(np.asarray(t) < 0):
+        raise ValueError("excess_loss: expected step counts t >= 0")
+    lam, Q = np.linalg.eigh(H)
+    c = Q.T @ e0
     t = np.asarray(t, dtype=np.float64)
     factors = np.abs(1.0 - lr * lam) ** (2.0 * t[..., None])
     return (0.5 * lam * c * c * factors).sum(axis=-1)

@@ -191,7 +191,8 @@ def data_dependent_init(module: nn.Module, x: Tensor, name: str = "weight", eps:
     the module accepts, output ``(N, out, *spatial)`` or ``(N, out)``.
 
     Raises: ``ValueError`` if ``module.<name>`` is not weight-normalized with ``dim=0``,
-    if the module has no bias, or if the batch gives a single value per unit.
+    if the module has no bias, or if the batch gives a single value per unit; any error
+    of the forward pass on ``x`` propagates.  On an error ``g`` and ``b`` are left unchanged.
     """
     op = "data_dependent_init"
     if not parametrize.is_parametrized(module, name) or not isinstance(
@@ -205,15 +206,21 @@ def data_dependent_init(module: nn.Module, x: Tensor, name: str = "weight", eps:
     if not isinstance(bias, Tensor):
         raise ValueError(f"{op}: {type(module).__name__} has no bias to absorb the mean")
     g = module.parametrizations[name].original0
+    saved = g.clone(), bias.clone()
     g.fill_(1.0)
     bias.zero_()
-    t = module(x)
-    if t.ndim < 2:
-        raise ValueError(f"{op}: expected the layer's output to be (N, out, *spatial), got shape {list(t.shape)}")
+    try:  # the forward pass with g = 1, b = 0 and the checks on its output
+        t = module(x)
+        if t.ndim < 2:
+            raise ValueError(f"{op}: expected the layer's output to be (N, out, *spatial), got shape {list(t.shape)}")
+        n = t.numel() // t.shape[1]
+        if n <= 1:
+            raise ValueError(f"{op}: Expected more than 1 value per unit, got output of shape {list(t.shape)}")
+    except Exception:  # leave the layer as it was
+        g.copy_(saved[0])
+        bias.copy_(saved[1])
+        raise
     axes = [0] + list(range(2, t.ndim))
-    n = t.numel() // t.shape[1]
-    if n <= 1:
-        raise ValueError(f"{op}: Expected more than 1 value per unit, got output of shape {list(t.shape)}")
     mean = t.mean(dim=axes)
     std = ((t - mean.reshape(1, -1, *[1] * (t.ndim - 2))) ** 2).mean(dim=axes).add(eps).sqrt()
     g.copy_((1.0 / std).reshape(g.shape))

@@ -89,3 +89,14 @@ def test_input_checks():
         age_salary_data(n=2)
     with pytest.raises(ValueError, match="max_stable_lr: expected a square Hessian"):
         max_stable_lr(np.ones((2, 3)))
+
+
+def test_excess_loss_input_checks(problem):
+    A, y = problem
+    H = lsq_hessian(A)
+    with pytest.raises(ValueError, match="e0 of shape"):
+        excess_loss(H, np.zeros(H.shape[0] + 1), 0.1, 3)
+    with pytest.raises(ValueError, match="square"):
+        excess_loss(H[:, :2], np.zeros(H.shape[0]), 0.1, 3)
+    with pytest.raises(ValueError, match="t >= 0"):
+        excess_loss(H, np.zeros(H.shape[0]), 0.1, np.array([0, -1]))

@@ -157,3 +157,14 @@ def test_data_dependent_init_errors():
         data_dependent_init(weight_norm(nn.Linear(3, 2, bias=False)), torch.randn(4, 3))
     with pytest.raises(ValueError, match="more than 1 value per unit"):
         data_dependent_init(weight_norm(nn.Linear(3, 2)), torch.randn(1, 3))
+
+
+@pytest.mark.parametrize("x", [torch.randn(1, 3), torch.randn(4, 5)], ids=["one-sample", "wrong-width"])
+def test_data_dependent_init_failure_leaves_g_and_bias_unchanged(x):
+    layer = weight_norm(nn.Linear(3, 2))
+    g = layer.parametrizations.weight.original0
+    g_before, b_before = g.detach().clone(), layer.bias.detach().clone()
+    with pytest.raises((ValueError, RuntimeError)):
+        data_dependent_init(layer, x)
+    torch.testing.assert_close(g.detach(), g_before, rtol=0, atol=0)
+    torch.testing.assert_close(layer.bias.detach(), b_before, rtol=0, atol=0)
