@@ -1,0 +1,126 @@
+"""Exact merging of shard statistics, and Batch Norm across two local processes."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from normlib.distributed import (
+    CrossProcessBatchNorm2d,
+    Stats,
+    make_problem,
+    merge,
+    merge_all,
+    shard_stats,
+    spawn_check,
+)
+
+
+def _reference(x, axis=0):
+    return x.shape[axis], x.mean(axis=axis), ((x - x.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=6),
+    offset=st.sampled_from([0.0, 1e3, 1e6]),
+    seed=st.integers(0, 10_000),
+)
+def test_merge_all_equals_statistics_of_concatenation_numpy(sizes, offset, seed):
+    rng = np.random.default_rng(seed)
+    shards = [rng.normal(offset, 1.0 + k, size=(n, 3)) for k, n in enumerate(sizes)]
+    merged = merge_all([shard_stats(s, 0) for s in shards])
+    n, mean, m2 = _reference(np.concatenate(shards))
+    assert merged.count == n
+    np.testing.assert_allclose(merged.mean, mean, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(merged.m2, m2, rtol=1e-9, atol=1e-9)
+
+
+def test_merge_unequal_counts_torch_large_offset_float32():
+    g = torch.Generator().manual_seed(0)
+    a = 1e4 + torch.randn(3, 2, 5, 5, generator=g)
+    b = 1e4 + 3 * torch.randn(7, 2, 5, 5, generator=g)
+    m = merge(shard_stats(a, (0, 2, 3)), shard_stats(b, (0, 2, 3)))
+    full = torch.cat([a, b]).double()
+    assert m.count == 250
+    torch.testing.assert_close(m.mean.double(), full.mean(dim=(0, 2, 3)), rtol=1e-6, atol=0)
+    torch.testing.assert_close(m.var.double(), full.var(dim=(0, 2, 3), unbiased=False), rtol=2e-3, atol=0)
+    # the naive E[x²] − E[x]² in float32 is far off on the same data
+    naive = (torch.cat([a, b]) ** 2).mean(dim=(0, 2, 3)) - torch.cat([a, b]).mean(dim=(0, 2, 3)) ** 2
+    assert (naive.double() - full.var(dim=(0, 2, 3), unbiased=False)).abs().max() > 0.5
+
+
+def test_merge_with_empty_summary_is_identity_and_order_free():
+    x = np.arange(10.0)
+    s = shard_stats(x, 0)
+    empty = Stats(0, 0.0, 0.0)
+    assert merge(empty, s) == s or np.allclose(merge(empty, s), s)
+    ab = merge(shard_stats(x[:3], 0), shard_stats(x[3:], 0))
+    ba = merge(shard_stats(x[3:], 0), shard_stats(x[:3], 0))
+    np.testing.assert_allclose([ab.mean, ab.m2], [ba.mean, ba.m2])
+    assert ab.var_unbiased == pytest.approx(np.var(x, ddof=1))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="merge_all: expected at least one Stats"):
+        merge_all([])
+    with pytest.raises(ValueError, match="shard_stats: no values to summarize"):
+        shard_stats(np.zeros((0, 3)), 0)
+
+
+def test_layer_without_process_group_is_plain_batch_norm():
+    torch.manual_seed(0)
+    ours, ref = CrossProcessBatchNorm2d(3), torch.nn.BatchNorm2d(3)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 3, 5, 5)
+    torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+    cum, cum_ref = CrossProcessBatchNorm2d(3, momentum=None), torch.nn.BatchNorm2d(3, momentum=None)
+    for _ in range(3):
+        xb = torch.randn(4, 3, 2, 2)
+        torch.testing.assert_close(cum(xb), cum_ref(xb))
+    torch.testing.assert_close(cum.running_var, cum_ref.running_var)
+    with pytest.raises(ValueError, match=r"CrossProcessBatchNorm2d: expected 4D input \(got 3D input"):
+        ours(torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match="CrossProcessBatchNorm2d: expected input with 3 channels"):
+        ours(torch.randn(2, 4, 4, 4))
+
+
+@pytest.fixture(scope="module")
+def two_process_run():
+    return spawn_check((2, 4), steps=2, timeout_s=120)
+
+
+def test_two_processes_equal_batch_norm_on_concatenated_batch(two_process_run):
+    x, dy, w, b = make_problem((2, 4))
+    bn = torch.nn.BatchNorm2d(3, dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.copy_(w)
+        bn.bias.copy_(b)
+    for step in range(2):
+        xs = x.clone().requires_grad_()
+        y = bn(xs)
+        y.backward(dy)
+        if step == 0:
+            y0, dx0, dw0, db0 = y.detach(), xs.grad, bn.weight.grad.clone(), bn.bias.grad.clone()
+        bn.zero_grad()
+    res = two_process_run
+    torch.testing.assert_close(torch.cat([r["y"] for r in res]), y0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.cat([r["dx"] for r in res]), dx0, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(sum(r["dweight"] for r in res), dw0, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(sum(r["dbias"] for r in res), db0, rtol=1e-10, atol=1e-10)
+    for r in res:
+        torch.testing.assert_close(r["running_mean"], bn.running_mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(r["running_var"], bn.running_var, rtol=1e-12, atol=1e-12)
+
+
+def test_two_processes_communicate_one_collective_each_way(two_process_run):
+    C, bytes_per = 3, 8  # float64
+    for r in two_process_run:
+        assert r["comm"] == [("all_gather", 3 * C * bytes_per), ("all_reduce", 2 * C * bytes_per)] * 2
+
+
+def test_spawn_check_fails_fast_instead_of_hanging():
+    with pytest.raises(RuntimeError, match="spawn_check"):
+        spawn_check((2, 0), steps=1, timeout_s=60)  # a shard of 0 samples: that worker raises
