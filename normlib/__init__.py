@@ -1,9 +1,22 @@
 """normlib: Batch, Layer, Instance and Group Norm as one formula over a described set S.
 
+The thesis, in three modules:
+
 * :mod:`normlib.sets`: the description of S (:class:`~normlib.sets.StatSet`).
 * :mod:`normlib.core`: the one statistics core, :func:`~normlib.core.normalize`.
-* :mod:`normlib.functional`: ops with ``torch.nn.functional``'s signatures.
-* :mod:`normlib.nn`: modules with ``torch.nn``'s names, arguments and state.
+* :mod:`normlib.functional` and :mod:`normlib.nn`: ``torch.nn.functional``'s and
+  ``torch.nn``'s names, arguments and state, each method a choice of S.
+
+Around it:
+
+* :mod:`normlib.rms` (RMSNorm), :mod:`normlib.weight_norm`, :mod:`normlib.cosine_norm`,
+  :mod:`normlib.weight_standardization`: the other normalizers of the book;
+* :mod:`normlib.distributed`: exact merging of statistics and cross-process Batch Norm;
+* :mod:`normlib.practice`: helpers for the mistakes of the practice chapter;
+* :mod:`normlib.plotting`: the N, C, H×W cube drawn from a StatSet;
+* :mod:`normlib.experiments`, :mod:`normlib.conditioning`, :mod:`normlib.probes`,
+  :mod:`normlib.images`, :mod:`normlib.benchmark`, :mod:`normlib.notebook`: what the
+  chapters' experiments, pictures and timings are built from.
 """
 from . import core, functional, nn, sets
 from .core import Moments, moments, normalize

@@ -64,6 +64,7 @@ WU_HE_2018: dict[str, dict[int, float]] = {
 WU_HE_2018_BATCH32: dict[str, float] = {"BN": 23.6, "LN": 25.3, "IN": 28.4, "GN": 24.1}
 
 METHODS = ("BN", "GN", "LN", "IN", "WS+GN")
+_NORM_OF = {"BN": "BN", "GN": "GN", "LN": "LN", "IN": "IN", "WS+GN": "GN"}  # the activation norm of each method
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,14 @@ class StackedCNN(nn.Module):
                 # Kaiming-normal for ReLU: std = sqrt(2 / fan_in)
                 w[k] = torch.randn(c_out, c_in, 3, 3, generator=g) * math.sqrt(2.0 / (c_in * 9))
             self.weights.append(nn.Parameter(w.reshape(K * c_out, c_in, 3, 3)))
+            # Neighbouring methods with the same normalization layer (GN and WS+GN) share one
+            # layer over both blocks: one call instead of two, the same arithmetic per block.
+            runs = self._runs([_NORM_OF[m] for m in self.methods])
             self.norms.append(
-                StackedNorm([make_norm(m, S, c_out, channels_per_group) for m in self.methods], [S * c_out] * M)
+                StackedNorm(
+                    [make_norm(self.methods[a], S * (b - a), c_out, channels_per_group) for a, b in runs],
+                    [S * (b - a) * c_out for a, b in runs],
+                )
             )
         c = self.widths[-1]
         fc = torch.empty(K, c, 10)
@@ -200,15 +207,33 @@ class StackedCNN(nn.Module):
         self.fc_weight = nn.Parameter(fc)
         self.fc_bias = nn.Parameter(torch.zeros(K, 10))
         self.ws_mask = torch.tensor([m == "WS+GN" for m in self.methods]).repeat_interleave(S)
+        # Runs of consecutive methods that are (or are not) weight-standardized, in copies.
+        self._ws_runs = [(a * S, b * S, self.methods[a] == "WS+GN") for a, b in self._runs(
+            [m == "WS+GN" for m in self.methods])]
+
+    @staticmethod
+    def _runs(keys: Sequence) -> list[tuple[int, int]]:
+        """Maximal runs ``[a, b)`` of equal consecutive ``keys``."""
+        runs, a = [], 0
+        for b in range(1, len(keys) + 1):
+            if b == len(keys) or keys[b] != keys[a]:
+                runs.append((a, b))
+                a = b
+        return runs
 
     def conv_weight(self, i: int) -> Tensor:
-        """The weight convolution ``i`` uses: standardized for the ``WS+GN`` copies."""
+        """The weight convolution ``i`` uses: standardized for the ``WS+GN`` copies.
+
+        Only the rows of the ``WS+GN`` copies are standardized (one call per
+        contiguous run of them); the other rows are the raw weight.
+        """
         w = self.weights[i]
         if not bool(self.ws_mask.any()):
             return w
         c_out = self.widths[i]
-        rows = self.ws_mask.repeat_interleave(c_out).view(-1, 1, 1, 1)
-        return torch.where(rows, self._standardize(w), w)
+        parts = [self._standardize(w[a * c_out : b * c_out]) if ws else w[a * c_out : b * c_out]
+                 for a, b, ws in self._ws_runs]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Activations after each norm layer (before ReLU), for the mechanism measurements."""

@@ -18,7 +18,7 @@ from . import _checks as chk
 from .core import normalize
 from .sets import StatSet, batch_set, group_set, instance_set, layer_set
 
-__all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "channel_view"]
+__all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm", "channel_view"]
 
 Array = Any
 
@@ -270,3 +270,7 @@ def group_norm(
     view = lambda p: None if p is None else channel_view(p, input.ndim)  # noqa: E731
     y, _ = normalize(input, group_set(num_groups), eps, view(weight), view(bias))  # affine fused
     return y
+
+
+# RMSNorm lives in normlib.rms with its module; re-exported here as in torch.nn.functional.
+from .rms import rms_norm  # noqa: E402

@@ -27,6 +27,7 @@ __all__ = [
     "InstanceNorm3d",
     "LayerNorm",
     "GroupNorm",
+    "RMSNorm",
 ]
 
 
@@ -346,3 +347,7 @@ class GroupNorm(nn.Module):
         return "{num_groups}, {num_channels}, eps={eps}, affine={affine}, bias={use_bias}".format(
             **self.__dict__, use_bias=self.bias is not None
         )
+
+
+# RMSNorm lives in normlib.rms with its functional form; re-exported here as in torch.nn.
+from .rms import RMSNorm  # noqa: E402
