@@ -39,7 +39,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from . import _checks as chk
-from . import functional as F
+from . import nn as nnn
+from .core import moments
+from .sets import layer_set
 
 __all__ = [
     "Stats",
@@ -74,25 +76,33 @@ class Stats(NamedTuple):
 
 
 def shard_stats(x: Array, axes: int | Sequence[int]) -> Stats:
-    """``Stats`` of ``x`` over ``axes`` (two passes: the mean, then squared deviations).
+    """``Stats`` of ``x`` over ``axes``: ``count``, ``mean`` and ``m2 = Σ (x − mean)²``.
 
-    For Batch Norm on ``(N, C, H, W)`` use ``axes=(0, 2, 3)``: one summary per
+    The arithmetic is the book's statistics core, :func:`normlib.core.moments`
+    (two passes: the mean, then the mean squared deviation), over the set S of
+    the reduced axes; ``m2 = var · count``.  Shapes: ``x`` is any array;
+    ``mean`` and ``m2`` have the shape of ``x`` with ``axes`` removed.  For
+    Batch Norm on ``(N, C, H, W)`` use ``axes=(0, 2, 3)``: one summary per
     channel.  NumPy in gives NumPy out; torch gives torch.  ``count`` is a
     Python int.
 
-    Raises ``ValueError`` when the reduced axes hold no value.
+    Raises ``ValueError`` when the reduced axes hold no value or an axis is out of range.
     """
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    ndim = len(x.shape)
+    if any(not -ndim <= a < ndim for a in axes):
+        raise ValueError(f"shard_stats: axes {axes} out of range for input of shape {list(x.shape)}")
+    axes = tuple(sorted({a % ndim for a in axes}))
     count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
     if count < 1:
         raise ValueError(f"shard_stats: no values to summarize in input of shape {list(x.shape)} over axes {axes}")
-    if isinstance(x, torch.Tensor):
-        mean = x.mean(dim=axes)
-        d = x - mean.reshape([s if i not in axes else 1 for i, s in enumerate(x.shape)])
-        return Stats(count, mean, (d * d).sum(dim=axes))
-    mean = x.mean(axis=axes)
-    d = x - np.expand_dims(mean, axes)
-    return Stats(count, mean, (d * d).sum(axis=axes))
+    kept = [a for a in range(ndim) if a not in axes]
+    # Move the reduced axes to the end: S is then Layer Norm's set over the trailing len(axes) axes.
+    order = kept + list(axes)
+    xt = x.permute(order) if isinstance(x, torch.Tensor) else np.transpose(x, order)
+    m = moments(xt, layer_set(len(axes)))
+    shape = tuple(x.shape[a] for a in kept)
+    return Stats(count, m.mean.reshape(shape), m.var.reshape(shape) * count)
 
 
 def merge(a: Stats, b: Stats) -> Stats:
@@ -197,7 +207,11 @@ class CrossProcessBatchNorm2d(nn.BatchNorm2d):
 
     ``comm`` records ``(collective, bytes sent by this process)`` for every call.
     In eval, or when ``torch.distributed`` is not initialized, it is ordinary
-    Batch Norm (:func:`normlib.functional.batch_norm`).
+    Batch Norm: the forward of :class:`normlib.nn.BatchNorm2d` (the same
+    bookkeeping as PyTorch's: ``momentum=None`` is a cumulative average,
+    ``num_batches_tracked`` counts training batches, ``track_running_stats=False``
+    always uses batch statistics, eval uses batch statistics only when there
+    are no running buffers).
 
     Raises ``ValueError`` (from the checks) for a non-4-D input or a channel
     count other than ``num_features``.
@@ -208,25 +222,20 @@ class CrossProcessBatchNorm2d(nn.BatchNorm2d):
         self.process_group = process_group
         self.comm = _CommLog()
 
+    # The input checks of normlib.nn.BatchNorm2d (messages name this class).
+    _check_input_dim = nnn.BatchNorm2d._check_input_dim
+    _check_channels = nnn.BatchNorm2d._check_channels
+
     def forward(self, input: Tensor) -> Tensor:
-        op = type(self).__name__
-        chk.check_array(input, op)
-        chk.check_ndim(input, op, (4,))
-        if input.shape[1] != self.num_features:
-            raise ValueError(
-                f"{op}: expected input with {self.num_features} channels at dim 1, got input of shape {list(input.shape)}"
-            )
         distributed = self.training and dist.is_available() and dist.is_initialized()
         if not distributed:
-            factor = self.momentum if self.momentum is not None else 0.0
-            if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-                self.num_batches_tracked.add_(1)
-                if self.momentum is None:  # cumulative moving average
-                    factor = 1.0 / float(self.num_batches_tracked)
-            return F.batch_norm(
-                input, self.running_mean, self.running_var, self.weight, self.bias,
-                self.training or self.running_mean is None, factor, self.eps,
-            )
+            # Exactly normlib.nn.BatchNorm2d (PyTorch's _BatchNorm bookkeeping: momentum=None,
+            # num_batches_tracked, track_running_stats=False, eval without buffers).
+            return nnn.BatchNorm2d.forward(self, input)
+        op = type(self).__name__
+        chk.check_array(input, op)
+        self._check_input_dim(input)
+        self._check_channels(input, 1)
         y, mean, var_unbiased, count = _CrossProcessBN.apply(
             input, self.weight, self.bias, self.eps, self.process_group, self.comm
         )

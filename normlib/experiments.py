@@ -154,7 +154,10 @@ class StackedCNN(nn.Module):
     its weights are drawn from ``torch.Generator().manual_seed(seeds[s])``, so
     copies with the same seed start from the same weights whatever their method.
     ``WS+GN`` copies standardize their convolution weights
-    (:func:`normlib.weight_standardization.standardize_weight`).
+    (:func:`normlib.weight_standardization.standardize_weight`, applied only to
+    their rows of the stacked weight).  Neighbouring methods with the same
+    activation norm (``GN`` next to ``WS+GN``) share one norm layer per depth:
+    the same per-group arithmetic, one call instead of two.
 
     Input ``(B, copies, 8, 8)`` (copy ``k`` reads channel ``k``); output
     logits ``(B, copies, 10)``.
@@ -370,10 +373,12 @@ def train_stack(
     step = 0
     for _ in range(epochs):
         perm = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (S, n)
+        # The whole epoch's inputs and labels at once, cut into batches below (one gather per epoch).
+        x_epoch = stack_input(data.x_train, perm, M)  # (n, K, H, W)
+        y_epoch = data.y_train[perm].T.repeat(1, M)  # (n, K)
         for k in range(steps_per_epoch):
-            order = perm[:, k * batch_size : (k + 1) * batch_size]
-            xb = stack_input(data.x_train, order, M)
-            yb = data.y_train[order].T.repeat(1, M)  # (B, K)
+            xb = x_epoch[k * batch_size : (k + 1) * batch_size]
+            yb = y_epoch[k * batch_size : (k + 1) * batch_size]  # (B, K)
             logits = model(xb)
             loss = nn.functional.cross_entropy(logits.reshape(-1, 10), yb.reshape(-1), reduction="sum")
             opt.zero_grad(set_to_none=True)

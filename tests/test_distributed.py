@@ -87,6 +87,87 @@ def test_layer_without_process_group_is_plain_batch_norm():
         ours(torch.randn(2, 4, 4, 4))
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(momentum=None),
+        dict(momentum=0.3, affine=False),
+        dict(track_running_stats=False),
+        dict(track_running_stats=False, momentum=None),
+    ],
+    ids=["default", "momentum_None", "affine_False", "no_running_stats", "no_running_stats_momentum_None"],
+)
+def test_fallback_matches_torch_batch_norm_in_train_and_eval(kwargs):
+    """Without a process group the layer is torch's BatchNorm2d: outputs, gradients and every buffer."""
+    torch.manual_seed(1)
+    ours, ref = CrossProcessBatchNorm2d(3, **kwargs), torch.nn.BatchNorm2d(3, **kwargs)
+    if ref.affine:
+        with torch.no_grad():
+            ref.weight.uniform_(0.5, 1.5)
+            ref.bias.uniform_(-1, 1)
+    ours.load_state_dict(ref.state_dict())
+    for step in range(3):
+        x = (3 * torch.randn(4, 3, 2, 2) + step).requires_grad_()
+        y, y_ref = ours(x), ref(x)
+        torch.testing.assert_close(y, y_ref)
+        dy = torch.randn_like(y)
+        torch.testing.assert_close(torch.autograd.grad(y, x, dy)[0], torch.autograd.grad(y_ref, x, dy)[0])
+    for name, buf in ref.named_buffers():
+        torch.testing.assert_close(dict(ours.named_buffers())[name], buf)
+    assert (ours.running_mean is None) == (not kwargs.get("track_running_stats", True))
+    ours.eval(), ref.eval()
+    x = 2 * torch.randn(2, 3, 3, 3) + 1
+    torch.testing.assert_close(ours(x), ref(x))  # running statistics, or batch statistics without buffers
+    if ref.num_batches_tracked is not None:
+        assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 3
+
+
+def test_fallback_with_tracking_switched_off_after_construction_leaves_buffers_alone():
+    """PyTorch's rule: buffers exist but track_running_stats=False → train on batch stats, update nothing;
+    eval still uses the (frozen) running statistics because the buffers are there."""
+    torch.manual_seed(2)
+    ours, ref = CrossProcessBatchNorm2d(3), torch.nn.BatchNorm2d(3)
+    ours.load_state_dict(ref.state_dict())
+    ours(torch.randn(4, 3, 2, 2) + 5), ref(torch.randn(4, 3, 2, 2) + 5)  # different data: overwritten below
+    ours.load_state_dict(ref.state_dict())
+    ours.track_running_stats = ref.track_running_stats = False
+    x = 2 * torch.randn(4, 3, 2, 2) - 3
+    torch.testing.assert_close(ours(x), ref(x))
+    for name, buf in ref.named_buffers():
+        torch.testing.assert_close(dict(ours.named_buffers())[name], buf)
+    assert int(ours.num_batches_tracked) == 1
+    ours.eval(), ref.eval()
+    torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_fallback_eval_with_running_stats_uses_them_not_the_batch():
+    ours = CrossProcessBatchNorm2d(2).eval()
+    with torch.no_grad():
+        ours.running_mean.copy_(torch.tensor([1.0, -2.0]))
+        ours.running_var.copy_(torch.tensor([4.0, 9.0]))
+    x = torch.randn(3, 2, 2, 2)
+    expected = (x - ours.running_mean.view(1, 2, 1, 1)) / (ours.running_var.view(1, 2, 1, 1) + ours.eps).sqrt()
+    torch.testing.assert_close(ours(x), expected)
+    assert int(ours.num_batches_tracked) == 0
+
+
+def test_shard_stats_over_any_axes_numpy_and_torch():
+    rng = np.random.default_rng(3)
+    x = rng.normal(50.0, 2.0, size=(3, 4, 5))
+    for axes in [(1,), (0, 2), (-1,), 2, (0, 1, 2)]:
+        s = shard_stats(x, axes)
+        ax = (axes,) if isinstance(axes, int) else axes
+        np.testing.assert_allclose(s.mean, x.mean(axis=ax), rtol=1e-13)
+        np.testing.assert_allclose(s.m2, ((x - x.mean(axis=ax, keepdims=True)) ** 2).sum(axis=ax), rtol=1e-11)
+        assert s.count == int(np.prod([x.shape[a] for a in ax])) and np.shape(s.mean) == np.shape(x.mean(axis=ax))
+        t = shard_stats(torch.from_numpy(x), axes)
+        assert isinstance(t.mean, torch.Tensor) and t.count == s.count
+        np.testing.assert_allclose(t.m2.numpy(), s.m2, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"shard_stats: axes \(3,\) out of range for input of shape \[3, 4, 5\]"):
+        shard_stats(x, 3)
+
+
 @pytest.fixture(scope="module")
 def two_process_run():
     return spawn_check((2, 4), steps=2, timeout_s=120)

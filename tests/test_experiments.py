@@ -147,3 +147,24 @@ def test_one_thread_restores_the_thread_count():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
     assert one_thread()(torch.get_num_threads)() == 1
+
+
+def test_neighbouring_gn_and_ws_gn_share_one_norm_layer_and_stay_exact(digits):
+    stack = StackedCNN(["GN", "WS+GN"], seeds=[0, 1])
+    assert all(len(n.norms) == 1 for n in stack.norms)  # one GroupNorm call per layer, not two
+    x = digits.x_train[:4]
+    out = stack(x.expand(-1, 4, -1, -1))
+    for k, (method, seed) in enumerate([("GN", 0), ("GN", 1), ("WS+GN", 0), ("WS+GN", 1)]):
+        torch.testing.assert_close(out[:, k], StackedCNN([method], [seed])(x)[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_conv_weight_standardizes_exactly_the_ws_rows():
+    from normlib.weight_standardization import standardize_weight
+
+    stack = StackedCNN(["WS+GN", "BN", "WS+GN"], seeds=[0, 1])
+    assert [len(n.norms) for n in stack.norms] == [3, 3, 3]
+    w, used = stack.weights[1], stack.conv_weight(1)
+    rows = 2 * 32  # two seeds x 32 output channels per method
+    torch.testing.assert_close(used[:rows], standardize_weight(w[:rows]))
+    assert torch.equal(used[rows : 2 * rows], w[rows : 2 * rows])
+    torch.testing.assert_close(used[2 * rows :], standardize_weight(w[2 * rows :]))
