@@ -15,6 +15,7 @@ and thread count in ``setup()``).  Exits non-zero if a notebook fails.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import sys
 import time
@@ -50,6 +51,15 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
     return out
 
 
+def _expected_seconds(name: str) -> float:
+    """A chapter's execution time in the last measured build (0 when unknown)."""
+    try:
+        times = json.loads((ROOT / "benchmarks" / "build_times.json").read_text())["notebook_execution_s"]
+    except (OSError, KeyError, ValueError):
+        return 0.0
+    return float(times.get(name, 0.0))
+
+
 def execute_into_cache(cache_dir: Path, notebooks: list[Path], procs: int = 2, timeout: int = 600) -> dict:
     """Run every notebook not yet cached, ``procs`` at a time; return ``{uri: seconds}`` and failures."""
     from jupyter_cache import get_cache
@@ -62,9 +72,12 @@ def execute_into_cache(cache_dir: Path, notebooks: list[Path], procs: int = 2, t
     todo = cache.list_unexecuted(filter_uris=uris)  # no cache record for the current code cells
     t0 = time.perf_counter()
     worker = ExecutionWorkerLocalMProc()
+    # Longest first, one notebook at a time per worker: the batch-size sweep
+    # must not start last behind a queue of short chapters.
+    todo = sorted(todo, key=lambda r: -_expected_seconds(Path(r.uri).name))
     jobs = [ProcessData(r.pk, r.uri, cache, timeout, False) for r in todo]
     with mp.get_context("fork").Pool(procs) as pool:
-        results = pool.map(worker, jobs)
+        results = list(pool.imap_unordered(worker, jobs, chunksize=1))
     failed = [uri for code, uri in results if code != 0]
     times = {}
     for rec in cache.list_cache_records():

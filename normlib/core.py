@@ -50,6 +50,7 @@ import math
 from typing import Any, NamedTuple
 
 import array_api_compat
+import numpy as np
 import torch
 
 from .sets import StatSet
@@ -235,10 +236,23 @@ class _TorchOps(_ArrayAPIOps):
 _TORCH = _TorchOps()
 
 
+_TORCH_XP = array_api_compat.array_namespace(torch.empty(0))
+_NUMPY_XP = array_api_compat.array_namespace(np.empty(0))
+
+
+def _namespace(x):
+    """The array namespace of ``x``; the two normlib serves are looked up once, not per call."""
+    if isinstance(x, torch.Tensor):
+        return _TORCH_XP
+    if isinstance(x, np.ndarray):
+        return _NUMPY_XP
+    return array_api_compat.array_namespace(x)
+
+
 def _ops(x):
     if isinstance(x, torch.Tensor):
         return _TORCH
-    return _ArrayAPIOps(array_api_compat.array_namespace(x))
+    return _ArrayAPIOps(_namespace(x))
 
 
 # ---------------------------------------------------------------------------
@@ -333,7 +347,7 @@ def normalize_backward(grad_xhat: Array, x_hat: Array, rstd: Array, axes: tuple[
 # Shapes: the view S asks for, and the parameters in that view.
 # ---------------------------------------------------------------------------
 def _view(x: Array, S: StatSet):
-    xp = array_api_compat.array_namespace(x)
+    xp = _namespace(x)
     shape = tuple(x.shape)
     xv = xp.reshape(x, S.view_shape(shape))
     cdt = _compute_dtype(xp, xv)
@@ -349,7 +363,7 @@ def _param_view(p: Array | None, shape: tuple[int, ...], S: StatSet, dtype) -> A
     """
     if p is None:
         return None
-    xp = array_api_compat.array_namespace(p)
+    xp = _namespace(p)
     ndim = len(shape)
     pshape = (1,) * (ndim - p.ndim) + tuple(p.shape)
     if p.ndim > ndim or any(s not in (1, t) for s, t in zip(pshape, shape)):
@@ -482,7 +496,7 @@ def normalize(
     y, _, mean, var, _ = _forward(ops, xv, axes, count, eps, wv, bv, center)
     if mean is None:
         mean = ops.xp.zeros_like(var)
-    xp = array_api_compat.array_namespace(x)
+    xp = _namespace(x)
     y = xp.reshape(y, shape)
     if y.dtype != x.dtype:
         y = xp.astype(y, x.dtype)
