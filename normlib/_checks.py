@@ -97,3 +97,24 @@ def check_more_than_one(count: int, op: str, x: Array, what: str = "value per ch
     """Training statistics need |S| > 1: one value has no spread to normalize by."""
     if count <= 1:
         raise ValueError(f"{op}: Expected more than 1 {what} when training, got input size {shape_of(x)}")
+
+
+def as_shape(normalized_shape: int | Sequence[int]) -> list[int]:
+    """``normalized_shape`` (an int or a sequence of ints) as a list of ints."""
+    if isinstance(normalized_shape, numbers.Integral):
+        return [int(normalized_shape)]
+    return [int(s) for s in normalized_shape]
+
+
+def check_normalized_shape(x: Array, normalized_shape: int | Sequence[int], op: str) -> list[int]:
+    """The input's trailing dimensions must equal ``normalized_shape`` (PyTorch's message); returns it as a list."""
+    shape = as_shape(normalized_shape)
+    if not shape:
+        raise ValueError(f"{op}: normalized_shape must have at least one dimension, got {shape}")
+    k = len(shape)
+    if x.ndim < k or shape_of(x)[-k:] != shape:
+        raise ValueError(
+            f"{op}: Given normalized_shape={shape}, expected input with shape [*, "
+            f"{', '.join(map(str, shape))}], but got input of size {shape_of(x)}"
+        )
+    return shape

@@ -363,7 +363,7 @@ def train_stack(
     n = len(data.y_train)
     if batch_size < 1 or n % batch_size:
         raise ValueError(f"train_stack: batch_size={batch_size} must divide the {n} training images")
-    S, M = len(model.seeds), len(model.methods)
+    M = len(model.methods)
     gens = [torch.Generator().manual_seed(int(s)) for s in model.seeds]
     steps_per_epoch = n // batch_size
     total = epochs * steps_per_epoch
@@ -458,7 +458,6 @@ def batch_stat_noise(
     """
     g = torch.Generator().manual_seed(seed)
     n = x.shape[0]
-    pop_mean = x.mean(dim=(0, 2, 3))
     pop_var = x.var(dim=(0, 2, 3), unbiased=False)
     mean_noise, var_noise = [], []
     for b in batch_sizes:

@@ -16,7 +16,7 @@ import torch
 
 from . import _checks as chk
 from .core import normalize
-from .sets import StatSet, batch_set, group_set, instance_set, layer_set
+from .sets import batch_set, group_set, instance_set, layer_set
 
 __all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm", "channel_view"]
 
@@ -211,18 +211,10 @@ def layer_norm(
     op = "layer_norm"
     chk.check_array(input, op)
     chk.check_eps(eps, op)
-    shape = [int(normalized_shape)] if isinstance(normalized_shape, numbers.Integral) else [int(s) for s in normalized_shape]
-    if not shape:
-        raise ValueError(f"{op}: normalized_shape must have at least one dimension, got {shape}")
-    k = len(shape)
-    if input.ndim < k or chk.shape_of(input)[-k:] != shape:
-        raise ValueError(
-            f"{op}: Given normalized_shape={shape}, expected input with shape [*, "
-            f"{', '.join(map(str, shape))}], but got input of size {chk.shape_of(input)}"
-        )
+    shape = chk.check_normalized_shape(input, normalized_shape, op)
     chk.check_param(weight, shape, "weight", op, input)
     chk.check_param(bias, shape, "bias", op, input)
-    y, _ = normalize(input, layer_set(k), eps, weight, bias)  # affine fused into the core
+    y, _ = normalize(input, layer_set(len(shape)), eps, weight, bias)  # affine fused into the core
     return y
 
 

@@ -22,7 +22,6 @@ other normalizer, told to skip the mean.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Sequence
 
 import numpy as np
@@ -48,12 +47,6 @@ def default_eps(dtype) -> float:
     if dtype in (torch.float64, np.float64, np.dtype("float64")):
         return float(np.finfo(np.float64).eps)
     return float(np.finfo(np.float32).eps)
-
-
-def _as_shape(normalized_shape: int | Sequence[int]) -> list[int]:
-    if isinstance(normalized_shape, numbers.Integral):
-        return [int(normalized_shape)]
-    return [int(s) for s in normalized_shape]
 
 
 def rms_norm(
@@ -91,21 +84,13 @@ def rms_norm(
     """
     op = "rms_norm"
     chk.check_array(input, op)
-    shape = _as_shape(normalized_shape)
-    if not shape:
-        raise ValueError(f"{op}: normalized_shape must have at least one dimension, got {shape}")
-    k = len(shape)
-    if input.ndim < k or chk.shape_of(input)[-k:] != shape:
-        raise ValueError(
-            f"{op}: Given normalized_shape={shape}, expected input with shape [*, "
-            f"{', '.join(map(str, shape))}], but got input of size {chk.shape_of(input)}"
-        )
+    shape = chk.check_normalized_shape(input, normalized_shape, op)
     chk.check_param(weight, shape, "weight", op, input)
     if eps is None:
         eps = default_eps(input.dtype)
     chk.check_eps(eps, op)
 
-    y, _ = normalize(input, layer_set(k), eps, weight, center=False)
+    y, _ = normalize(input, layer_set(len(shape)), eps, weight, center=False)
     return y
 
 
@@ -139,7 +124,7 @@ class RMSNorm(nn.Module):
         super().__init__()
         if eps is not None:
             chk.check_eps(eps, "RMSNorm")
-        shape = tuple(_as_shape(normalized_shape))
+        shape = tuple(chk.as_shape(normalized_shape))
         if not shape or min(shape) < 1:
             raise ValueError(f"RMSNorm: normalized_shape must be non-empty and positive, got {normalized_shape!r}")
         self.normalized_shape = shape
