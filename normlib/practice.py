@@ -14,6 +14,7 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from . import _checks as chk
 from . import functional as F
 from . import nn as nnn
 
@@ -70,8 +71,7 @@ class FrozenBatchNorm(nn.Module):
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"FrozenBatchNorm: num_features must be a positive integer, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"FrozenBatchNorm: eps must be > 0, got eps={eps!r}")
+        chk.check_eps(eps, "FrozenBatchNorm")
         self.num_features = num_features
         self.eps = eps
         self.register_buffer("weight", torch.ones(num_features))

@@ -70,7 +70,7 @@ def test_frozen_batch_norm_needs_running_statistics():
         FrozenBatchNorm.from_batch_norm(nnn.BatchNorm1d(2, track_running_stats=False))
     with pytest.raises(ValueError, match="num_features must be a positive integer"):
         FrozenBatchNorm(0)
-    with pytest.raises(ValueError, match="eps must be > 0"):
+    with pytest.raises(ValueError, match="FrozenBatchNorm: eps must be a finite number > 0"):
         FrozenBatchNorm(2, eps=0.0)
 
 
