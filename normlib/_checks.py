@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
+from collections.abc import Iterable
 from typing import Any, Sequence
 
 import numpy as np
@@ -59,6 +61,39 @@ def check_eps(eps: float, op: str) -> None:
         raise ValueError(f"{op}: eps must be a finite number > 0, got eps={eps!r}")
 
 
+class IntegerTypeError(TypeError, ValueError):
+    """A count of the wrong type: a ``TypeError`` (as PyTorch raises) that is also a ``ValueError``.
+
+    The count checks raised ``ValueError`` for every bad count before they were
+    shared; code that catches ``ValueError`` keeps working.
+    """
+
+
+def check_positive_int(value: Any, name: str, op: str) -> int:
+    """A count (``num_features``, ``num_groups``, a size, ...) must be an integer >= 1; returns it as an ``int``.
+
+    Python ints and NumPy integers (any ``numbers.Integral``) are accepted;
+    ``bool``, floats (even ``3.0``), strings and ``None`` raise
+    :class:`IntegerTypeError` (a ``TypeError``), values < 1 raise ``ValueError``.
+    The message names the op, the argument, the value and its type:
+
+    >>> check_positive_int(np.int64(4), "num_channels", "GroupNorm")
+    4
+    >>> check_positive_int(0, "num_groups", "GroupNorm")
+    Traceback (most recent call last):
+    ...
+    ValueError: GroupNorm: num_groups must be a positive integer, got 0 (int)
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise IntegerTypeError(
+            f"{op}: {name} must be a positive integer, got {value!r} ({type(value).__name__})"
+        )
+    n = operator.index(value)
+    if n < 1:
+        raise ValueError(f"{op}: {name} must be a positive integer, got {n} ({type(value).__name__})")
+    return n
+
+
 def check_momentum(momentum: float | None, op: str, allow_none: bool = True) -> None:
     """``momentum`` must be a real number in [0, 1] (NaN is not); ``None`` only if ``allow_none``.
 
@@ -99,11 +134,19 @@ def check_more_than_one(count: int, op: str, x: Array, what: str = "value per ch
         raise ValueError(f"{op}: Expected more than 1 {what} when training, got input size {shape_of(x)}")
 
 
-def as_shape(normalized_shape: int | Sequence[int]) -> list[int]:
-    """``normalized_shape`` (an int or a sequence of ints) as a list of ints."""
-    if isinstance(normalized_shape, numbers.Integral):
-        return [int(normalized_shape)]
-    return [int(s) for s in normalized_shape]
+def as_shape(normalized_shape: int | Sequence[int], op: str | None = None) -> list[int]:
+    """``normalized_shape`` (an int or a sequence of ints) as a list of ints.
+
+    With ``op`` (a module's constructor) a single value stands for one size and
+    every size must pass :func:`check_positive_int`, named ``normalized_shape[i]``;
+    the shape may still be empty.
+    """
+    if op is None:
+        if isinstance(normalized_shape, numbers.Integral):
+            return [int(normalized_shape)]
+        return [int(s) for s in normalized_shape]
+    sizes = normalized_shape if isinstance(normalized_shape, Iterable) else [normalized_shape]
+    return [check_positive_int(s, f"normalized_shape[{i}]", op) for i, s in enumerate(sizes)]
 
 
 def check_normalized_shape(x: Array, normalized_shape: int | Sequence[int], op: str) -> list[int]:

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _checks as chk
+
 __all__ = ["cosine_linear", "cosine_conv2d", "CosineLinear", "CosineConv2d"]
 
 
@@ -107,9 +109,8 @@ class CosineLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, eps: float = 1e-8) -> None:
         super().__init__()
-        for n, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"CosineLinear: {n} must be a positive integer, got {v!r}")
+        in_features = chk.check_positive_int(in_features, "in_features", "CosineLinear")
+        out_features = chk.check_positive_int(out_features, "out_features", "CosineLinear")
         _check_eps(eps, "CosineLinear")
         self.in_features, self.out_features, self.eps = in_features, out_features, eps
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
@@ -128,9 +129,9 @@ class CosineConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, eps: float = 1e-8) -> None:
         super().__init__()
-        for n, v in (("in_channels", in_channels), ("out_channels", out_channels), ("kernel_size", kernel_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"CosineConv2d: {n} must be a positive integer, got {v!r}")
+        in_channels = chk.check_positive_int(in_channels, "in_channels", "CosineConv2d")
+        out_channels = chk.check_positive_int(out_channels, "out_channels", "CosineConv2d")
+        kernel_size = chk.check_positive_int(kernel_size, "kernel_size", "CosineConv2d")
         _check_eps(eps, "CosineConv2d")
         self.stride, self.padding, self.eps = stride, padding, eps
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))

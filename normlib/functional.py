@@ -8,7 +8,6 @@ tensor (tensor out, with autograd).
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Sequence
 
 import array_api_compat
@@ -249,8 +248,7 @@ def group_norm(
     chk.check_array(input, op)
     chk.check_min_ndim(input, op, 2)
     chk.check_eps(eps, op)
-    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups < 1:
-        raise ValueError(f"{op}: num_groups must be a positive integer, got {num_groups!r}")
+    num_groups = chk.check_positive_int(num_groups, "num_groups", op)
     C = int(input.shape[1])
     if C % num_groups:
         raise ValueError(

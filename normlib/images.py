@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import check_positive_int
+
 __all__ = ["PHOTO_NAMES", "load_photos", "channel_affine", "to_picture", "standardized_picture"]
 
 PHOTO_NAMES = ("china", "flower")  # the order of load_sample_images()
@@ -25,20 +27,19 @@ def load_photos(height: int = 64, width: int = 96, dtype=np.float32) -> np.ndarr
     is the area-weighted mean of the input pixels it covers), then scaled from
     0..255 to ``x / 255``.  Order: :data:`PHOTO_NAMES`.
 
-    Raises ``ValueError`` for a non-positive or non-integer size, and
+    Raises ``ValueError`` for a size < 1, ``TypeError`` for a non-integer size, and
     ``ImportError`` (naming the missing package) when scikit-learn or Pillow is
     not installed.
     """
-    for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"load_photos: {name} must be a positive integer, got {name}={v!r}")
+    height = check_positive_int(height, "height", "load_photos")
+    width = check_positive_int(width, "width", "load_photos")
     try:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("load_photos: Pillow is required to read scikit-learn's sample photos") from exc
-    out = np.empty((len(PHOTO_NAMES), 3, int(height), int(width)), dtype=dtype)
+    out = np.empty((len(PHOTO_NAMES), 3, height, width), dtype=dtype)
     for i, img in enumerate(_sample_photos()):
-        small = Image.fromarray(img).resize((int(width), int(height)), Image.Resampling.BOX)
+        small = Image.fromarray(img).resize((width, height), Image.Resampling.BOX)
         out[i] = np.transpose(np.asarray(small, dtype=np.float64) / 255.0, (2, 0, 1))
     return out
 

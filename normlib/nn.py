@@ -8,7 +8,6 @@ the arithmetic is :mod:`normlib.functional`.
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Sequence
 
@@ -52,8 +51,7 @@ class _NormBase(nn.Module):
         op = type(self).__name__
         chk.check_eps(eps, op)
         chk.check_momentum(momentum, op)
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"{op}: num_features must be a positive integer, got {num_features!r}")
+        num_features = chk.check_positive_int(num_features, "num_features", op)
         kw = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.eps = eps
@@ -254,11 +252,9 @@ class LayerNorm(nn.Module):
     ) -> None:
         super().__init__()
         chk.check_eps(eps, "LayerNorm")
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(int(s) for s in normalized_shape)
-        if not self.normalized_shape or min(self.normalized_shape) < 1:
-            raise ValueError(f"LayerNorm: normalized_shape must be non-empty and positive, got {normalized_shape!r}")
+        self.normalized_shape = tuple(chk.as_shape(normalized_shape, "LayerNorm"))
+        if not self.normalized_shape:
+            raise ValueError(f"LayerNorm: normalized_shape must have at least one dimension, got {normalized_shape!r}")
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         kw = {"device": device, "dtype": dtype}
@@ -306,9 +302,8 @@ class GroupNorm(nn.Module):
     ) -> None:
         super().__init__()
         chk.check_eps(eps, "GroupNorm")
-        for name, v in (("num_groups", num_groups), ("num_channels", num_channels)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"GroupNorm: {name} must be a positive integer, got {name}={v!r}")
+        num_groups = chk.check_positive_int(num_groups, "num_groups", "GroupNorm")
+        num_channels = chk.check_positive_int(num_channels, "num_channels", "GroupNorm")
         if num_channels % num_groups:
             raise ValueError(
                 f"GroupNorm: num_channels must be divisible by num_groups, got "

@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ._checks import check_positive_int
 from .sets import StatSet, batch_set, group_set, instance_set, layer_set
 
 __all__ = ["cube_colors", "cube_sets", "draw_cube", "draw_cubes", "set_caption"]
@@ -179,16 +180,14 @@ def draw_cubes(
     cubes go in a row (default: all in one row); ``ncols=2`` puts four cubes
     in a 2×2 grid that stays legible in a book's text column.
 
-    Raises ``ValueError`` for an empty ``sets`` or ``ncols < 1``, and whatever
+    Raises ``ValueError`` for an empty ``sets`` or ``ncols < 1`` (``TypeError`` for a non-integer), and whatever
     :func:`draw_cube` raises.
     """
     sets = dict(cube_sets() if sets is None else sets)
     if not sets:
         raise ValueError("draw_cubes: expected at least one set to draw, got none")
     k = len(sets)
-    ncols = k if ncols is None else int(ncols)
-    if ncols < 1:
-        raise ValueError(f"draw_cubes: ncols must be a positive integer, got {ncols}")
+    ncols = k if ncols is None else check_positive_int(ncols, "ncols", "draw_cubes")
     ncols = min(ncols, k)
     nrows = -(-k // ncols)
     fig = plt.figure(figsize=figsize or (2.4 * ncols, (2.8 if captions else 2.5) * nrows))

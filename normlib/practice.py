@@ -69,8 +69,7 @@ class FrozenBatchNorm(nn.Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"FrozenBatchNorm: num_features must be a positive integer, got {num_features!r}")
+        num_features = chk.check_positive_int(num_features, "num_features", "FrozenBatchNorm")
         chk.check_eps(eps, "FrozenBatchNorm")
         self.num_features = num_features
         self.eps = eps

@@ -124,9 +124,9 @@ class RMSNorm(nn.Module):
         super().__init__()
         if eps is not None:
             chk.check_eps(eps, "RMSNorm")
-        shape = tuple(chk.as_shape(normalized_shape))
-        if not shape or min(shape) < 1:
-            raise ValueError(f"RMSNorm: normalized_shape must be non-empty and positive, got {normalized_shape!r}")
+        shape = tuple(chk.as_shape(normalized_shape, "RMSNorm"))
+        if not shape:
+            raise ValueError(f"RMSNorm: normalized_shape must have at least one dimension, got {normalized_shape!r}")
         self.normalized_shape = shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_positive_int
+
 __all__ = [
     "StatSet",
     "batch_set",
@@ -62,8 +64,7 @@ class StatSet:
 
     def __post_init__(self) -> None:
         if self.groups is not None:
-            if self.groups < 1:
-                raise ValueError(f"{self.name}: groups must be a positive integer, got {self.groups}")
+            object.__setattr__(self, "groups", check_positive_int(self.groups, "groups", self.name))
             if self.start_dim != 2:
                 raise ValueError(f"{self.name}: channel groups need start_dim=2, got {self.start_dim}")
 
@@ -178,7 +179,7 @@ def instance_set() -> StatSet:
 
 def group_set(num_groups: int) -> StatSet:
     """Group Norm: per sample and group of ``C // num_groups`` channels, over positions."""
-    return StatSet("GroupNorm", over_batch=False, groups=int(num_groups), start_dim=2)
+    return StatSet("GroupNorm", over_batch=False, groups=num_groups, start_dim=2)
 
 
 def layer_set(num_trailing: int) -> StatSet:

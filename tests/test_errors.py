@@ -181,7 +181,8 @@ def test_groupnorm_construction_rejects_groups_that_do_not_divide_channels(G, C)
     ({"num_groups": True, "num_channels": 4}, "num_groups", True),
 ])
 def test_groupnorm_construction_rejects_bad_counts(kw, name, value):
-    with pytest.raises(ValueError, match=re.escape(f"GroupNorm: {name} must be a positive integer, got {name}={value!r}")):
+    with pytest.raises(ValueError, match=re.escape(
+            f"GroupNorm: {name} must be a positive integer, got {value!r} ({type(value).__name__})")):
         nl.GroupNorm(**kw)
 
 
@@ -277,9 +278,15 @@ def test_layernorm_module_rejects_input_with_other_trailing_dims():
         nl.LayerNorm((4, 5))(t(2, 3, 4))
 
 
-@pytest.mark.parametrize("ns", [(), [], (3, 0), (-1,)])
-def test_layernorm_construction_rejects_empty_or_non_positive_shape(ns):
-    with pytest.raises(ValueError, match=r"LayerNorm: normalized_shape must be non-empty and positive"):
+@pytest.mark.parametrize("ns,match", [
+    ((), r"LayerNorm: normalized_shape must have at least one dimension, got \(\)"),
+    ([], r"LayerNorm: normalized_shape must have at least one dimension, got \[\]"),
+    ((3, 0), r"LayerNorm: normalized_shape\[1\] must be a positive integer, got 0 \(int\)"),
+    ((-1,), r"LayerNorm: normalized_shape\[0\] must be a positive integer, got -1 \(int\)"),
+    (0, r"LayerNorm: normalized_shape\[0\] must be a positive integer, got 0 \(int\)"),
+])
+def test_layernorm_construction_rejects_empty_or_non_positive_shape(ns, match):
+    with pytest.raises(ValueError, match=match):
         nl.LayerNorm(ns)
 
 

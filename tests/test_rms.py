@@ -97,8 +97,10 @@ def test_errors_name_the_op_and_shapes():
         rms_norm(torch.randn(2, 3), [3], eps=-1.0)
     with pytest.raises(ValueError, match="rms_norm: normalized_shape must have at least one dimension"):
         rms_norm(torch.randn(2, 3), [])
-    with pytest.raises(ValueError, match="RMSNorm: normalized_shape must be non-empty and positive"):
+    with pytest.raises(ValueError, match=r"RMSNorm: normalized_shape\[0\] must be a positive integer, got 0 \(int\)"):
         RMSNorm([0])
+    with pytest.raises(ValueError, match=r"RMSNorm: normalized_shape must have at least one dimension, got \[\]"):
+        RMSNorm([])
     with pytest.raises(ValueError, match="RMSNorm: eps must be a finite number > 0"):
         RMSNorm(3, eps=0.0)
 
