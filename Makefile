@@ -13,18 +13,24 @@ STAMP  := $(VENV)/.installed
 # change to normlib, to the pinned packages or to the measurements a chapter
 # reads (benchmarks/*.json) must clear the cache, or the site would show
 # outputs computed from old code or old figures.
-SRC_HASH := $(shell cat normlib/*.py requirements.txt benchmarks/*.json 2>/dev/null | sha256sum | cut -c1-16)
+SRC_HASH := $(shell cat normlib/*.py normlib/csrc/* requirements.txt benchmarks/*.json 2>/dev/null | sha256sum | cut -c1-16)
 CACHE_KEY := _build/.source-$(SRC_HASH)
 
 .PHONY: book test unit nbval book-strict browser venv clean
 
 venv: $(STAMP)
 
+# normlib.fused compiles its C kernels on first use with the system C
+# compiler (Debian's gcc, installed here when missing; root or sudo); the
+# last step builds them once, and fails loudly if they cannot be built.
 $(STAMP): requirements.txt pyproject.toml
+	command -v $${CC:-cc} >/dev/null || { $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -c "from normlib import fused; assert fused.available(), fused.status"
 	touch $(STAMP)
 
 $(CACHE_KEY):

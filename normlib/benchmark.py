@@ -1,10 +1,14 @@
 """Timing normlib's ops against PyTorch's native kernels (the numbers of "How fast is normlib?").
 
-Three implementations of each normalization are compared on the same inputs,
+Four implementations of each normalization are compared on the same inputs,
 float32, forward, backward and forward + backward:
 
 * ``native``: PyTorch's own kernel (``torch.nn.functional.batch_norm`` etc.);
-* ``normlib``: :mod:`normlib.functional` (the one core, analytic backward, affine fused);
+* ``normlib``: :mod:`normlib.functional` as it runs by default: the one core,
+  analytic backward, affine fused, on :mod:`normlib.fused`'s one-loop-per-set
+  kernels;
+* ``unfused``: the same calls with the fused kernels off
+  (:func:`normlib.fused.disabled`), i.e. the core's whole-tensor torch path;
 * ``autograd``: the textbook definition written with torch's elementwise ops
   (mean, subtract, square, mean, add, sqrt, divide, multiply, add), its
   gradient left to autograd (:func:`elementwise_norm`).
@@ -26,9 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from . import functional as NF
+from . import fused
 
 __all__ = ["CASES", "Case", "elementwise_norm", "interleaved", "time_case", "kernel_table", "format_table",
-           "one_thread"]
+           "one_thread", "unfused"]
 
 Timer = Callable[[], None]
 
@@ -85,24 +90,38 @@ def _rms_impls() -> dict[str, Callable]:
     return out
 
 
+def unfused(f: Callable) -> Callable:
+    """``f`` run with :mod:`normlib.fused` off: the core's whole-tensor path (its backward too)."""
+    def run(*args):
+        with fused.disabled():
+            return f(*args)
+    return run
+
+
+def _with_unfused(impls: dict[str, Callable]) -> dict[str, Callable]:
+    order = ("native", "normlib", "unfused", "autograd")
+    impls = {**impls, "unfused": unfused(impls["normlib"])} if "normlib" in impls else impls
+    return {k: impls[k] for k in order if k in impls}
+
+
 def _cases() -> list[Case]:
     return [
-        Case("BatchNorm2d", (32, 64, 32, 32), (64,), {
+        Case("BatchNorm2d", (32, 64, 32, 32), (64,), _with_unfused({
             "native": lambda x, w, b: F.batch_norm(x, None, None, w, b, True),
             "normlib": lambda x, w, b: NF.batch_norm(x, None, None, w, b, True),
             "autograd": lambda x, w, b: elementwise_norm(x, (0, 2, 3), 1e-5, _channel(w), _channel(b)),
-        }),
-        Case("GroupNorm G=32", (32, 64, 32, 32), (64,), {
+        })),
+        Case("GroupNorm G=32", (32, 64, 32, 32), (64,), _with_unfused({
             "native": lambda x, w, b: F.group_norm(x, 32, w, b),
             "normlib": lambda x, w, b: NF.group_norm(x, 32, w, b),
             "autograd": lambda x, w, b: elementwise_norm(x, (2,), 1e-5, _channel(w), _channel(b), groups=32),
-        }),
-        Case("LayerNorm", (8, 512, 768), (768,), {
+        })),
+        Case("LayerNorm", (8, 512, 768), (768,), _with_unfused({
             "native": lambda x, w, b: F.layer_norm(x, (768,), w, b),
             "normlib": lambda x, w, b: NF.layer_norm(x, (768,), w, b),
             "autograd": lambda x, w, b: elementwise_norm(x, (-1,), 1e-5, w, b),
-        }),
-        Case("RMSNorm", (8, 512, 768), (768,), _rms_impls(), has_bias=False),
+        })),
+        Case("RMSNorm", (8, 512, 768), (768,), _with_unfused(_rms_impls()), has_bias=False),
     ]
 
 
@@ -223,7 +242,8 @@ def kernel_table(repeats: int = 15, cases: list[Case] | None = None, clock: str 
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table of :func:`kernel_table` rows."""
-    cols = ["op", "shape", "pass", "native_ms", "normlib_ms", "autograd_ms", "normlib/native", "autograd/native"]
+    cols = ["op", "shape", "pass", "native_ms", "normlib_ms", "unfused_ms", "autograd_ms",
+            "normlib/native", "unfused/native", "autograd/native"]
     lines = ["  ".join(f"{c:>15s}" for c in cols)]
     for r in rows:
         cells = []

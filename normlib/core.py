@@ -28,21 +28,27 @@ primitives:
 
 * :class:`_ArrayAPIOps` in plain array-API terms (``array_api_compat``): a NumPy
   array in gives NumPy out, for worked numbers a reader can check by hand;
-* :class:`_TorchOps`, the same primitives with the fast torch forms: fused
-  multiply-adds (``torch.addcmul``), in-place updates of temporaries the core
-  itself just allocated, ``torch.linalg.vector_norm`` for the sum of squares
-  (one reduction, no squared temporary) and matrix-vector products for sums
-  that run along a contiguous block of memory.
+* :class:`_TorchOps`, the same primitives with the fast torch forms: each of
+  the forward and the backward writes one fresh activation-sized array and
+  updates it in place from then on (on a CPU an update in place costs about
+  half as much as writing a fresh array), ``torch.linalg.vector_norm`` for the
+  sum of squares (no squared temporary) and matrix-vector products for sums,
+  weighted or not, along a contiguous block of memory.
 
 Counting passes over memory (one pass reads or writes one activation-sized
-array; :func:`normlib.benchmark.count_passes` counts them), the torch forward
-is five operations: mean (1 read), ``d = x − μ`` (1 read, 1 write), ``Σd²``
-(1 read), ``x̂ = d·r`` in place (1 read, 1 write), affine (1 read, 1 write).
-The backward is ``dy·x̂`` (2 reads, 1 write), the sums of ``dy`` and ``dy·x̂``
-(plain sums, or matrix-vector products where S is a contiguous block), and
-``dx``: one write into the ``dy·x̂`` buffer, then updates in place (on a CPU an
-update in place costs far less than writing a fresh array).  ``x̂`` is saved
-for the backward; nothing else of activation size is.
+array; :func:`normlib.benchmark.count_passes` counts them), this whole-tensor
+forward is five or six operations: mean, ``d = x − μ`` (the fresh array),
+``Σd²``, then ``d·r·γ + β`` in place.  The backward takes ``Σ dy`` and
+``Σ dy·x`` (the product is its fresh array) and writes ``dx`` into that array
+as ``a·dy + b·x + c``, with ``a``, ``b``, ``c`` constant over each set.  The
+autograd Function saves the input and the statistics, as PyTorch's native
+kernels do, and no activation of its own.
+
+PyTorch's native kernels make one pass instead, finishing each set while it
+sits in the cache.  :mod:`normlib.fused` does the same arithmetic that way in
+C, for every S made of contiguous blocks (Batch, Layer, Instance, Group Norm,
+RMSNorm); the torch path here calls it wherever it applies and is the
+reference it is tested against.
 """
 from __future__ import annotations
 
@@ -53,6 +59,7 @@ import array_api_compat
 import numpy as np
 import torch
 
+from . import fused
 from .sets import StatSet
 
 __all__ = ["Moments", "moments", "normalize", "normalize_backward", "Grads"]
@@ -107,23 +114,17 @@ class _ArrayAPIOps:
         """``a − b``, a fresh array the caller owns."""
         return a - b
 
-    def scale_(self, a, s):
-        """``a · s``; may overwrite ``a`` (only called on arrays the core allocated)."""
-        return a * s
-
     def rsqrt(self, v, eps):
         return 1.0 / self.xp.sqrt(v + eps)
 
-    def muladd(self, a, s, t):
-        """``a · s + t`` (``s``, ``t`` broadcast; either may be ``None``)."""
-        if s is not None:
-            a = a * s
-        if t is not None:
-            a = a + t
-        return a
-
     def mul(self, a, b):
         return a * b
+
+    def scale_shift_(self, a, scales, shift):
+        """``a · s₁ · s₂ ⋯ + shift`` (``shift`` may be None); may overwrite ``a`` (only arrays the core allocated)."""
+        for s in scales:
+            a = a * s
+        return a if shift is None else a + shift
 
     def sum(self, a, axes):
         return self.xp.sum(a, axis=axes, keepdims=True) if axes else a
@@ -132,12 +133,16 @@ class _ArrayAPIOps:
         """``Σ_axes a·w`` with ``w`` broadcast against ``a`` (``w=None`` means 1)."""
         return self.sum(a if w is None else a * w, axes)
 
-    def grad_input(self, dy, w, xhat, k, c1, c2, buf):
-        """``k · ((w·dy − c1) − x̂·c2)`` (``w``, ``c1`` may be None); ``buf`` (or None) may be overwritten."""
-        g = dy if w is None else dy * w
-        if c1 is not None:
-            g = g - c1
-        return (g - xhat * c2) * k
+    def combine_(self, buf, dy, a_scales, x, bx, c, out_scale):
+        """``(dy · a₁ · a₂ ⋯ + bx · x + c) · out_scale`` (``c``, ``out_scale`` may be None), written into ``buf``."""
+        out = dy
+        for s in a_scales:
+            out = out * s
+        out = out + bx * x
+        if c is not None:
+            out = out + c
+        return out if out_scale is None else out * out_scale
+
 
 def _split_trailing(axes, ndim):
     """Split sorted ``axes`` into the block of trailing axes (``…, ndim-2, ndim-1``) and the rest."""
@@ -152,7 +157,15 @@ def _split_trailing(axes, ndim):
 
 
 class _TorchOps(_ArrayAPIOps):
-    """The same primitives with torch's fused and in-place forms (same arithmetic)."""
+    """The same primitives with torch's fast forms (same arithmetic).
+
+    On a CPU, writing a fresh activation-sized array costs about twice an
+    update in place, and every fresh array the allocator has to map costs page
+    faults on top; so each of the forward and the backward allocates one such
+    array and updates it in place from then on.  Sums along a contiguous block
+    of memory, weighted or not, are matrix-vector products (one pass, no
+    temporary).
+    """
 
     def __init__(self):
         super().__init__(array_api_compat.array_namespace(torch.empty(0)))
@@ -164,7 +177,7 @@ class _TorchOps(_ArrayAPIOps):
         # one reduction pass, no d² temporary; over the trailing (contiguous) axes
         # of S first: vector_norm is slow across strided axes
         tail, head = _split_trailing(axes, d.ndim)
-        ss = torch.linalg.vector_norm(d, 2, dim=tail or axes, keepdim=True).square_()
+        ss = torch.linalg.vector_norm(d, 2, dim=tail or axes, keepdim=True).square()
         if tail and head:
             ss = ss.sum(dim=head, keepdim=True)
         return ss.div_(count)
@@ -172,66 +185,55 @@ class _TorchOps(_ArrayAPIOps):
     def sub(self, a, b):
         return torch.sub(a, b)
 
-    def scale_(self, a, s):
-        return a.mul_(s)
-
     def rsqrt(self, v, eps):
         return torch.rsqrt(v + eps)
 
-    def muladd(self, a, s, t):
-        if s is not None and t is not None:
-            return torch.addcmul(t, a, s)
-        if s is not None:
-            return a * s
-        if t is not None:
-            return a + t
-        return a
+    def scale_shift_(self, a, scales, shift):
+        for s in scales:
+            a.mul_(s)
+        return a if shift is None else a.add_(shift)
 
     def sum(self, a, axes):
-        if not axes:
-            return a
-        lead = tuple(range(len(axes)))
-        if axes == lead and a.is_contiguous() and a.ndim > len(axes):
-            # sum over leading axes = ones-vector times a matrix (one GEMV pass)
-            k = len(axes)
-            rows = math.prod(a.shape[:k])
-            flat = a.reshape(rows, -1)
-            out = torch.ones(1, rows, dtype=a.dtype, device=a.device) @ flat
-            return out.reshape((1,) * k + tuple(a.shape[k:]))
-        return a.sum(dim=axes, keepdim=True)
+        return self.wsum(a, None, axes)
 
     def wsum(self, a, w, axes):
-        if w is None:
-            return self.sum(a, axes)
-        ones = tuple(ax for ax in axes if w.shape[ax] == 1)
-        rest = tuple(ax for ax in axes if ax not in ones)
-        if ones:  # w is constant along these: reduce a first (now small), then weight
-            a = a.sum(dim=ones, keepdim=True)
-            return a * w if not rest else (a * w).sum(dim=rest, keepdim=True)
-        k = len(rest)
-        lead = a.ndim - k
-        if rest == tuple(range(lead, a.ndim)) and a.is_contiguous() and all(w.shape[ax] == 1 for ax in range(lead)):
-            # Σ over the trailing block of a·w = a matrix-vector product: no a·w temporary
-            cols = math.prod(a.shape[lead:])
-            wv = w.reshape(w.shape[lead:]).expand(a.shape[lead:]).reshape(cols, 1)
-            out = a.reshape(-1, cols) @ wv
-            return out.reshape(tuple(a.shape[:lead]) + (1,) * k)
-        return (a * w).sum(dim=rest, keepdim=True)
+        if not axes:
+            return a if w is None else a * w
+        if w is not None:
+            ones = tuple(ax for ax in axes if w.shape[ax] == 1)
+            if ones:  # w is constant along these: reduce a first (now small), then weight
+                return self.wsum(a.sum(dim=ones, keepdim=True), w, tuple(ax for ax in axes if ax not in ones))
+        k, nd = len(axes), a.ndim
+        varies = set(range(nd)) if w is None else {i for i in range(nd) if w.shape[i] != 1}
+        if a.is_contiguous() and nd > k:
+            if axes == tuple(range(k)) and varies <= set(axes):
+                # Σ over the leading block = (weights as a row vector) @ (a as a matrix)
+                rows = math.prod(a.shape[:k])
+                v = (torch.ones(rows, dtype=a.dtype) if w is None
+                     else w.expand(tuple(a.shape[:k]) + (1,) * (nd - k)).reshape(rows))
+                return (v @ a.reshape(rows, -1)).reshape((1,) * k + tuple(a.shape[k:]))
+            if axes == tuple(range(nd - k, nd)) and (w is None or varies <= set(axes)):
+                # Σ over the trailing block = (a as a matrix) @ (weights as a column vector)
+                cols = math.prod(a.shape[nd - k:])
+                if w is None:
+                    return a.sum(dim=axes, keepdim=True)
+                v = w.expand((1,) * (nd - k) + tuple(a.shape[nd - k:])).reshape(cols)
+                return (a.reshape(-1, cols) @ v).reshape(tuple(a.shape[:nd - k]) + (1,) * k)
+        return (a if w is None else a * w).sum(dim=axes, keepdim=True)
 
-    def grad_input(self, dy, w, xhat, k, c1, c2, buf):
-        # dx = k·((w·dy − c1) − x̂·c2).  On a CPU an update in place (read and write
-        # one array) costs about a third of writing a fresh array, so: one write
-        # into buf, then in-place updates only.
-        if buf is None:
-            buf = torch.empty_like(dy)
-        if w is None:
-            out = torch.addcmul(dy, xhat, -c2, out=buf)  # dy − x̂·c2
-        else:
-            out = torch.mul(dy, w, out=buf).addcmul_(xhat, -c2)  # w·dy − x̂·c2
-        out.mul_(k)
-        # (… − c1)·k as two updates in place: addcmul with a broadcast first
-        # argument is several times slower on a CPU than both together
-        return out if c1 is None else out.sub_(c1 * k)
+    def combine_(self, buf, dy, a_scales, x, bx, c, out_scale):
+        # one write into buf, then updates in place (a fused addcmul with a
+        # broadcast first argument is slower on a CPU than the two steps)
+        if fused.transformed(buf):  # inside torch.func: vmap has no rules for out= and addcmul_
+            return super().combine_(buf, dy, a_scales, x, bx, c, out_scale)
+        out = torch.mul(dy, a_scales[0], out=buf)
+        for s in a_scales[1:]:
+            out.mul_(s)
+        out.addcmul_(x, bx)
+        if c is not None:
+            out.add_(c)
+        return out if out_scale is None else out.mul_(out_scale)
+
 
 _TORCH = _TorchOps()
 
@@ -255,78 +257,99 @@ def _ops(x):
     return _ArrayAPIOps(_namespace(x))
 
 
+def _scales(r, w, like):
+    """The factors ``r`` and ``w`` to multiply an activation by: their product when that is small.
+
+    Batch, Instance and Group Norm: ``r·w`` has one number per (sample, channel)
+    at most, so it is one factor.  Layer Norm: ``r`` runs along the rows and
+    ``w`` along the columns, so ``r·w`` would be activation-sized; keep two.
+    """
+    if w is None:
+        return [r]
+    shape = [max(a, b) for a, b in zip(r.shape, w.shape)]
+    return [r * w] if 8 * math.prod(shape) <= math.prod(like.shape) else [r, w]
+
+
 # ---------------------------------------------------------------------------
 # The arithmetic, written once.
 # ---------------------------------------------------------------------------
 def _forward(ops, xv, axes, count, eps, w=None, b=None, center=True):
-    """Normalize the viewed input over ``axes``; return ``(y, x_hat, mean, var, rstd)``.
+    """Normalize the viewed input over ``axes``; return ``(y, mean, var, rstd)``.
 
-    ``mean`` is ``None`` when ``center`` is false (RMS normalization: divide by
-    ``sqrt(mean_S(x²) + eps)``, no mean subtracted).  ``y`` is ``x_hat`` when no
-    affine parameter is given.
+    ``y = (x − μ)·r·γ + β`` with ``r = (σ² + ε)^(-1/2)``; ``mean`` is ``None``
+    when ``center`` is false (RMS normalization: divide by
+    ``sqrt(mean_S(x²) + eps)``, no mean subtracted).  One activation-sized
+    array is written, the deviation ``x − μ``; the output overwrites it.
     """
     if center:
         mean = ops.mean(xv, axes)  # pass 1
-        d = ops.sub(xv, mean)  # the deviation, a fresh temporary
+        d = ops.sub(xv, mean)  # the deviation: the one fresh array
         var = ops.mean_square(d, axes, count)  # pass 2: never E[x²] − E[x]²
     else:
-        mean, d = None, xv
+        mean, d = None, None
         var = ops.mean_square(xv, axes, count)
     rstd = ops.rsqrt(var, eps)
-    xhat = ops.scale_(d, rstd) if center else ops.mul(xv, rstd)
-    y = ops.muladd(xhat, w, b) if (w is not None or b is not None) else xhat
-    return y, xhat, mean, var, rstd
+    scales = _scales(rstd, w, xv)
+    if d is None:  # RMS: the input is not ours to overwrite
+        d, scales = ops.mul(xv, scales[0]), scales[1:]
+    return ops.scale_shift_(d, scales, b), mean, var, rstd
 
 
-def _backward(ops, dy, xhat, rstd, axes, count, w=None, w_axes=None, b_axes=None, center=True):
-    """Analytic gradients of ``y = γ·x̂ + β``, ``x̂ = (x − μ_S)·r``, ``r = (σ²_S + ε)^(-1/2)``.
+def _backward(ops, dy, z, shift, q, rstd, axes, count, w=None, w_axes=None, b_axes=None, center=True):
+    """Analytic gradients of ``y = γ·x̂ + β``, given ``x̂ = (z − shift)·q``, with respect to ``x``, ``γ``, ``β``.
 
-    With ``g = γ·dy`` and ``M = |S|``::
+    ``r = rstd`` is ``1/sqrt(σ²_S + ε)``.  The autograd Function passes the
+    input itself (``z = x``, ``shift = μ``, ``q = r``), as native kernels do,
+    so the forward keeps no activation of its own for the backward.  With
+    ``g = γ·dy`` and ``M = |S|``::
 
         dx = r · ((g − mean_S(g)) − x̂ · mean_S(g·x̂))    (no mean_S(g) term if not centred)
         dγ = Σ_P dy·x̂,   dβ = Σ_Q dy                      (P, Q = the axes γ, β are broadcast along)
 
-    Where γ is constant over S (Batch and Instance Norm), it factors out:
-    ``dx = (γ·r)·((dy − mean_S(dy)) − x̂·mean_S(dy·x̂))``, and the sums over S
-    are reused for dγ and dβ when P contains S.  Where γ varies within S
-    (Layer and Group Norm), ``mean_S(g)`` and ``mean_S(g·x̂)`` are weighted
-    sums of ``dy`` and ``dy·x̂``, so ``g`` is never formed on its own; the
-    axes of S along which γ is constant (Group Norm's positions) are summed
-    first, once, for both the means and dγ, dβ.  The
-    mean is subtracted before the ``x̂`` term, so a large common part of ``g``
-    cancels exactly first.  All arrays are in the viewed shape;
-    ``w_axes``/``b_axes`` are ``None`` when that gradient is not wanted.
+    Every mean over S comes from two sums, ``Σ dy`` and ``Σ dy·z``, taken
+    first over the axes of S along which γ is constant (all of S for Batch and
+    Instance Norm; the positions for Group Norm; none for Layer Norm) and then,
+    weighted by γ, over the rest; the first sums also give dγ and dβ where
+    their axes include those of S.  Expanding ``x̂`` makes ``dx`` one affine
+    map per set, written in one pass::
+
+        dx = (r·γ)·dy + b·z + c,   b = −r·q·mean_S(g·x̂),   c = −b·shift − r·mean_S(g)
+
+    All arrays are in the viewed shape; ``w_axes``/``b_axes`` are ``None``
+    when that gradient is not wanted.
     """
-    p = ops.mul(dy, xhat)  # dy·x̂: the one activation-sized temporary
-    if w is None or all(w.shape[a] == 1 for a in axes):
-        sp = ops.sum(p, axes)  # Σ_S dy·x̂
-        sd = ops.sum(dy, axes) if (center or b_axes is not None) else None  # Σ_S dy
-        c2, c1 = sp / count, (sd / count if center else None)
-        k = rstd if w is None else w * rstd  # statistic-sized
-        g = None  # the weight is applied through k
-        gw = _sum_via(ops, p, sp, axes, w_axes)
-        gb = _sum_via(ops, dy, sd, axes, b_axes)
-    else:
-        const = tuple(a for a in axes if w.shape[a] == 1)  # axes of S along which γ is constant
-        rest = tuple(a for a in axes if a not in const)
-        sp, sd = ops.sum(p, const), ops.sum(dy, const)  # summed there once, shared below
-        c2 = ops.wsum(sp, w, rest) / count
-        c1 = ops.wsum(sd, w, rest) / count if center else None
-        k, g = rstd, w
-        gw = _sum_via(ops, p, sp, const, w_axes)
-        gb = _sum_via(ops, dy, sd, const, b_axes)
-    buf = None if any(t is p for t in (gw, gb)) else p  # p is free now: dx may overwrite it
-    dx = ops.grad_input(dy, g, xhat, k, c1, c2, buf)
+    const = tuple(a for a in axes if w is None or w.shape[a] == 1)  # axes of S along which γ is constant
+    rest = tuple(a for a in axes if a not in const)
+    p = ops.mul(dy, z)  # dy·z: the one fresh activation-sized array
+    s_dz = ops.sum(p, const)
+    s_dy = ops.sum(dy, const) if (center or b_axes is not None) else None
+    mean_g = ops.wsum(s_dy, w, rest) / count if center else None  # mean_S(g)
+    mean_gz = ops.wsum(s_dz, w, rest) / count  # mean_S(g·z)
+    mean_gx = q * (mean_gz if shift is None else mean_gz - shift * mean_g)  # mean_S(g·x̂)
+    gw = gb = None
+    if w_axes is not None:  # Σ_P dy·x̂ = Σ_P q·(dy·z − shift·dy)
+        if const and set(const) <= set(w_axes):  # from the sums already taken
+            t = s_dz if shift is None else s_dz - shift * s_dy
+            gw = ops.sum(q * t, tuple(a for a in w_axes if a not in const))
+        else:
+            gw = ops.wsum(p, q, w_axes)
+            if shift is not None:
+                gw = gw - ops.wsum(dy, q * shift, w_axes)
+    if b_axes is not None:
+        gb = (ops.sum(s_dy, tuple(a for a in b_axes if a not in const)) if set(const) <= set(b_axes)
+              else ops.sum(dy, b_axes))
+    bx = -(q * mean_gx)  # times r below
+    c = None
+    if shift is not None:
+        c = -bx * shift
+    if center:
+        c = -mean_g if c is None else c - mean_g
+    scales = _scales(rstd, w, dy)
+    if len(scales) == 1:  # dx = (r·γ)·dy + (r·bx)·z + r·c
+        dx = ops.combine_(p, dy, scales, z, rstd * bx, None if c is None else rstd * c, None)
+    else:  # r·γ is activation-sized: dx = (γ·dy + bx·z + c)·r
+        dx = ops.combine_(p, dy, scales[1:], z, bx, c, rstd)
     return Grads(dx, gw, gb)
-
-
-def _sum_via(ops, a, a_S, S_axes, axes):
-    """``Σ_axes a``, from ``a_S = Σ_S a`` when S is among the axes (no second pass over ``a``)."""
-    if axes is None:
-        return None
-    if set(S_axes) <= set(axes):
-        return ops.sum(a_S, tuple(x for x in axes if x not in S_axes))
-    return ops.sum(a, axes)
 
 
 def normalize_backward(grad_xhat: Array, x_hat: Array, rstd: Array, axes: tuple[int, ...]) -> Array:
@@ -335,12 +358,13 @@ def normalize_backward(grad_xhat: Array, x_hat: Array, rstd: Array, axes: tuple[
     All arrays in the viewed shape; ``axes`` are the axes of S; works for NumPy
     arrays and torch tensors alike.  Returns
     ``rstd * (g - mean_S(g) - x_hat * mean_S(g * x_hat))`` with ``g = grad_xhat``
-    (the call :func:`_backward` makes with no affine parameters).
+    (the call :func:`_backward` makes with no affine parameters, given ``x̂``
+    itself: ``z = x̂``, no shift, ``q = 1``).
     """
     axes = tuple(axes)
     shape = tuple(grad_xhat.shape)
     count = math.prod(shape[a] for a in axes)
-    return _backward(_ops(grad_xhat), grad_xhat, x_hat, rstd, axes, count, None, None).x
+    return _backward(_ops(grad_xhat), grad_xhat, x_hat, None, 1.0, rstd, axes, count).x
 
 
 # ---------------------------------------------------------------------------
@@ -388,50 +412,92 @@ def _param_axes(pv: Array, xv_shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(i for i, (s, t) in enumerate(zip(pv.shape, xv_shape)) if s == 1 and t != 1)
 
 
+def _torch_forward(xv, wv, bv, axes, count, eps, center, lay):
+    """``(y, mean, var)`` for torch tensors: the fused kernel for layout ``lay``, or :func:`_forward` if None."""
+    if lay is not None:
+        stat_shape = tuple(1 if i in axes else s for i, s in enumerate(xv.shape))
+        return fused.forward(xv, wv, bv, lay, eps, center, stat_shape)
+    y, mean, var, _ = _forward(_TORCH, xv, axes, count, eps, wv, bv, center)
+    return y, (mean if mean is not None else torch.zeros_like(var)), var
+
+
 # ---------------------------------------------------------------------------
 # The autograd Function: one for every S, with the affine map fused.
 # ---------------------------------------------------------------------------
+def _save(ctx, xv, wv, bv, axes, count, eps, center, mean, var, lay) -> None:
+    """What the backward needs: the input, μ, σ² and γ (as native kernels save), and the shapes."""
+    ctx.axes, ctx.count, ctx.eps, ctx.center, ctx.layout = axes, count, eps, center, lay
+    ctx.b_axes = None if bv is None else _param_axes(bv, tuple(xv.shape))
+    ctx.b_shape = None if bv is None else tuple(bv.shape)
+    ctx.save_for_backward(xv, mean, var, wv)
+    ctx.mark_non_differentiable(mean, var)
+
+
+def _grads(ctx, dy):
+    """The backward of both Functions: the fused kernel where the forward used it, else :func:`_backward`."""
+    xv, mean, var, wv = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    none = (None,) * 4  # axes, count, eps, center
+    if not (need_x or need_w or need_b):
+        return (None, None, None, *none)
+    rstd = _TORCH.rsqrt(var, ctx.eps)  # the forward's own arithmetic: the same numbers
+    if ctx.layout is not None and dy.dtype == xv.dtype:
+        dx, dw, db = fused.backward(dy, xv, mean, rstd, wv, ctx.layout, ctx.center, need_w, need_b)
+        dw = None if dw is None else dw.reshape(wv.shape)
+        db = None if db is None else db.reshape(ctx.b_shape)
+        return ((dx if need_x else None), dw, db, *none)
+    w_axes = _param_axes(wv, tuple(xv.shape)) if need_w else None
+    b_axes = ctx.b_axes if need_b else None
+    shift = mean if ctx.center else None
+    g = _backward(_TORCH, dy, xv, shift, rstd, rstd, ctx.axes, ctx.count, wv, w_axes, b_axes, ctx.center)
+    return ((g.x if need_x else None), g.weight, g.bias, *none)
+
+
 class _NormalizeFunction(torch.autograd.Function):
-    """Forward :func:`_forward`, backward :func:`_backward` (the analytic gradient)."""
+    """Forward :func:`_forward` (or the fused kernel), backward :func:`_backward` (the analytic gradient).
+
+    Works on the viewed input and parameters in the compute dtype (the
+    reshapes and casts around it are ordinary autograd operations).  Saves
+    the input, μ, σ² and γ, as PyTorch's native kernels do: no activation of
+    its own.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, S, eps, center):  # type: ignore[override]
-        shape = tuple(x.shape)
-        xv, axes, count = _view(x, S)
-        wv = _param_view(weight, shape, S, xv.dtype)
-        bv = _param_view(bias, shape, S, xv.dtype)
-        y, xhat, mean, var, rstd = _forward(_TORCH, xv, axes, count, eps, wv, bv, center)
-        ctx.S, ctx.axes, ctx.count, ctx.center = S, axes, count, center
-        ctx.in_shape, ctx.in_dtype = shape, x.dtype
-        ctx.w_shape = None if weight is None else tuple(weight.shape)
-        ctx.b_shape = None if bias is None else tuple(bias.shape)
-        ctx.param_dtypes = (None if weight is None else weight.dtype, None if bias is None else bias.dtype)
-        ctx.b_axes = None if bv is None else _param_axes(bv, tuple(xv.shape))
-        ctx.save_for_backward(xhat, rstd, wv)
-        out_mean = mean if mean is not None else torch.zeros_like(var)
-        ctx.mark_non_differentiable(out_mean, var)
-        y = y.reshape(shape)
-        if y.dtype != x.dtype:
-            y = y.to(x.dtype)
-        return y, out_mean, var
+    def forward(ctx, xv, wv, bv, axes, count, eps, center):  # type: ignore[override]
+        lay = fused.layout(xv, axes, wv, bv)
+        y, mean, var = _torch_forward(xv, wv, bv, axes, count, eps, center, lay)
+        _save(ctx, xv, wv, bv, axes, count, eps, center, mean, var, lay)
+        return y, mean, var
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y, _grad_mean, _grad_var):  # type: ignore[override]
-        xhat, rstd, wv = ctx.saved_tensors
-        dy = grad_y.reshape(xhat.shape)
-        if dy.dtype != xhat.dtype:
-            dy = dy.to(xhat.dtype)
-        if not dy.is_contiguous():
-            dy = dy.contiguous()
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        w_axes = _param_axes(wv, tuple(xhat.shape)) if need_w else None
-        b_axes = ctx.b_axes if need_b else None
-        g = _backward(_TORCH, dy, xhat, rstd, ctx.axes, ctx.count, wv, w_axes, b_axes, ctx.center)
-        dx = g.x.reshape(ctx.in_shape).to(ctx.in_dtype) if need_x else None
-        dw = g.weight.reshape(ctx.w_shape).to(ctx.param_dtypes[0]) if need_w else None
-        db = g.bias.reshape(ctx.b_shape).to(ctx.param_dtypes[1]) if need_b else None
-        return dx, dw, db, None, None, None
+    def backward(ctx, dy, _grad_mean, _grad_var):  # type: ignore[override]
+        return _grads(ctx, dy)
+
+
+class _TransformableNormalizeFunction(torch.autograd.Function):
+    """The same Function in the ``setup_context`` form, which ``torch.func`` (``grad``, ``vmap``) needs.
+
+    Used only inside those transforms: ``Function.apply`` inspects the
+    signature of a ``setup_context`` Function on every call, a fixed cost of
+    tens of microseconds that the plain form does not pay.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(xv, wv, bv, axes, count, eps, center):  # type: ignore[override]
+        return _torch_forward(xv, wv, bv, axes, count, eps, center, None)  # no fused kernel in a transform
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[override]
+        _, mean, var = output
+        _save(ctx, *inputs, mean, var, None)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, _grad_mean, _grad_var):  # type: ignore[override]
+        return _grads(ctx, dy)
 
 
 # ---------------------------------------------------------------------------
@@ -482,20 +548,23 @@ def normalize(
     >>> np.round(y, 3).tolist(), float(m.mean.item()), float(m.var.item())
     ([[[-1.0, 1.0]]], 2.5, 0.25)
     """
-    count = S.set_size(tuple(x.shape))
-    if isinstance(x, torch.Tensor):
-        needs = any(isinstance(t, torch.Tensor) and t.requires_grad for t in (x, weight, bias))
-        if needs and torch.is_grad_enabled():
-            y, mean, var = _NormalizeFunction.apply(x, weight, bias, S, eps, center)
-            return y, Moments(mean, var, count)
     shape = tuple(x.shape)
     xv, axes, count = _view(x, S)
-    ops = _ops(x)
     wv = _param_view(weight, shape, S, xv.dtype)
     bv = _param_view(bias, shape, S, xv.dtype)
-    y, _, mean, var, _ = _forward(ops, xv, axes, count, eps, wv, bv, center)
-    if mean is None:
-        mean = ops.xp.zeros_like(var)
+    if isinstance(x, torch.Tensor) and torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (x, weight, bias)
+    ):
+        in_transform = any(isinstance(t, torch.Tensor) and fused.transformed(t) for t in (xv, wv, bv))
+        fn = _TransformableNormalizeFunction if in_transform else _NormalizeFunction
+        y, mean, var = fn.apply(xv, wv, bv, axes, count, eps, center)
+    elif isinstance(x, torch.Tensor):
+        y, mean, var = _torch_forward(xv, wv, bv, axes, count, eps, center, fused.layout(xv, axes, wv, bv))
+    else:
+        ops = _ops(x)
+        y, mean, var, _ = _forward(ops, xv, axes, count, eps, wv, bv, center)
+        if mean is None:
+            mean = ops.xp.zeros_like(var)
     xp = _namespace(x)
     y = xp.reshape(y, shape)
     if y.dtype != x.dtype:

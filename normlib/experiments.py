@@ -141,7 +141,8 @@ class StackedNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if len(self.norms) == 1:
             return self.norms[0](x)
-        return torch.cat([m(part) for m, part in zip(self.norms, x.split(self.sizes, dim=1))], dim=1)
+        # each block contiguous, so that the fused kernels (normlib.fused) take it
+        return torch.cat([m(part.contiguous()) for m, part in zip(self.norms, x.split(self.sizes, dim=1))], dim=1)
 
 
 class StackedCNN(nn.Module):

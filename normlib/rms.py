@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from . import _checks as chk
+from . import fused
 from .core import normalize
 from .sets import layer_set
 
@@ -155,7 +156,9 @@ def count_reductions(fn, *args, **kwargs) -> tuple[Any, dict[str, int]]:
     Returns ``(result, counts)`` with ``counts`` mapping an ATen op name
     (``"mean"``, ``"linalg_vector_norm"``, …) to how many times it ran.  A
     reduction is one full pass over its input, so this counts the passes a
-    normalization's statistics cost.
+    normalization's statistics cost.  normlib runs in its whole-tensor form
+    here (:func:`normlib.fused.disabled`), where each reduction is a kernel of
+    its own; the fused kernel makes the same reductions inside one loop.
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -168,6 +171,6 @@ def count_reductions(fn, *args, **kwargs) -> tuple[Any, dict[str, int]]:
                 counts[name] = counts.get(name, 0) + 1
             return func(*args, **(kwargs or {}))
 
-    with _Counter():
+    with fused.disabled(), _Counter():
         out = fn(*args, **kwargs)
     return out, counts

@@ -1,7 +1,11 @@
 """Tests of normlib.benchmark: the reference implementation, the pass counter and the timing harness."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
+
+from normlib import fused
 
 from normlib.benchmark import CASES, _inputs, count_passes, elementwise_norm, interleaved, one_thread, time_case
 from normlib.benchmark import Case
@@ -26,24 +30,33 @@ def test_every_case_has_the_three_implementations_agreeing_on_small_inputs():
             small = Case(case.name, (4, 64, 3, 3), case.param_shape, case.impls, case.has_bias)
         x, w, b, _ = _inputs(small)
         outs = {k: f(x, w, b).detach() for k, f in case.impls.items()}
-        assert set(outs) == {"native", "normlib", "autograd"}, case.name
+        assert set(outs) == {"native", "normlib", "unfused", "autograd"}, case.name
         for k, y in outs.items():
             torch.testing.assert_close(y, outs["native"], rtol=1e-4, atol=1e-4, msg=f"{case.name}: {k}")
 
 
-def test_count_passes_sees_one_fused_native_kernel_and_normlibs_five_forward_operations():
+def test_count_passes_sees_one_kernel_for_native_and_fused_and_six_whole_tensor_operations():
     x = torch.randn(64, 32, requires_grad=True)
     w = torch.ones(32, requires_grad=True)
     b = torch.zeros(32, requires_grad=True)
     native = count_passes(lambda: torch.nn.functional.layer_norm(x, (32,), w, b), x.numel())
-    ours = count_passes(lambda: NF.layer_norm(x, (32,), w, b), x.numel())
+    fused_log: list = []
+    ours = count_passes(lambda: NF.layer_norm(x, (32,), w, b), x.numel(), fused_log)
+    with fused.disabled():
+        whole = count_passes(lambda: NF.layer_norm(x, (32,), w, b), x.numel())
     assert native == {"ops": 1, "reads": 1, "writes": 1}
-    assert ours == {"ops": 5, "reads": 5, "writes": 3}
-    y = NF.layer_norm(x, (32,), w, b)
-    log: list = []
-    back = count_passes(lambda: y.backward(torch.ones_like(y)), x.numel(), log)
-    assert back["ops"] == len(log) and back["writes"] >= 1
-    assert all(isinstance(name, str) for name, _, _ in log)
+    assert ours == {"ops": 1, "reads": 1, "writes": 1}
+    assert fused_log == [("normlib.fused_norm_forward.default", 1, 1)]
+    # mean, x − μ, Σ(x − μ)², ·r, ·γ, +β
+    assert whole == {"ops": 6, "reads": 6, "writes": 4}
+    for ctx in (contextlib.nullcontext(), fused.disabled()):
+        with ctx:
+            y = NF.layer_norm(x, (32,), w, b)
+            log: list = []
+            back = count_passes(lambda: y.backward(torch.ones_like(y)), x.numel(), log)
+        assert back["ops"] == len(log) and back["writes"] >= 1
+        assert all(isinstance(name, str) for name, _, _ in log)
+    assert log[0] != ("normlib.fused_norm_backward.default", 2, 1)  # the last loop ran the whole-tensor path
 
 
 def test_count_passes_ignores_views_and_counts_out_arguments_as_writes():
@@ -74,6 +87,6 @@ def test_time_case_reports_each_pass_and_one_thread_restores_the_thread_count():
         assert torch.get_num_threads() == 1
         res = time_case(small, repeats=2, clock="cpu")
     assert torch.get_num_threads() == before
-    assert set(res) == {"native", "normlib", "autograd"}
+    assert set(res) == {"native", "normlib", "unfused", "autograd"}
     for v in res.values():
         assert set(v) == {"fwd", "bwd", "fwd+bwd"} and all(t > 0 for t in v.values())

@@ -1,0 +1,264 @@
+"""Fused CPU kernels: one loop per set S, as PyTorch's native kernels do it.
+
+:mod:`normlib.core` writes normalization as whole-tensor operations; each is a
+pass over the activation, and "How fast is normlib?" counts five in the
+forward.  PyTorch's native kernels instead finish one set while it sits in
+the processor's cache.  ``csrc/fused.c`` does the core's arithmetic that way:
+the forward reads ``x`` once and writes ``y`` once, the backward reads ``dy``
+and ``x`` once and writes ``dx`` once.  The core calls it wherever it applies
+and falls back to its whole-tensor path elsewhere; both give the same numbers
+up to rounding (``tests/test_fused.py``).
+
+The C file is compiled on first use with the system C compiler (``cc``, or
+``$CC``) into ``$XDG_CACHE_HOME/normlib`` (default ``~/.cache/normlib``), keyed
+by a hash of the source, the flags and the processor, and loaded with
+:mod:`ctypes`; the two kernels are registered as torch operators
+(``normlib::fused_norm_forward`` and ``…_backward``) so profilers and
+:func:`normlib.benchmark.count_passes` see them.  :func:`layout` returns
+``None``, and the core uses its whole-tensor path, where the kernels do not
+apply: no compiler, a GPU tensor or half precision (computed in float32 after
+the cast, so that does apply), a set that is not made of contiguous blocks, a
+``torch.func`` transform, ``NORMLIB_FUSED=0`` in the environment, or inside
+:func:`disabled`.  :data:`status` says whether the kernels are on, or why not.
+
+Layout: the viewed input is read as ``(B, R, G, K, L)`` in memory.  A set is
+one ``(r, g)``: ``B`` blocks of ``M = K·L`` contiguous entries.  γ and β are a
+``(G, K)`` table, constant along ``L``.  Batch Norm is ``B = N, R = 1, G = C,
+K = 1, L = H·W``; Layer Norm ``B = 1, R`` = rows, ``G = 1, K = |S|, L = 1``;
+Group Norm ``B = 1, R = N, G, K = C/G, L = H·W``; Instance Norm ``B = 1, R =
+N, G = C, K = 1, L = H·W``.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import torch
+
+__all__ = ["Layout", "layout", "forward", "backward", "available", "disabled", "status", "transformed"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "fused.c"
+_HEADER = _SOURCE.with_name("fused_body.h")
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+
+status = "not loaded yet"
+_lib = None
+_off = False  # set by disabled()
+
+
+class Layout(NamedTuple):
+    """Sizes of the ``(B, R, G, K, L)`` reading of the viewed input (see the module docstring)."""
+
+    R: int
+    B: int
+    G: int
+    K: int
+    L: int
+
+
+def _cpu_key() -> str:
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return flags
+
+
+def _build() -> ctypes.CDLL:
+    cc = os.environ.get("CC", "cc")
+    src = _SOURCE.read_bytes() + _HEADER.read_bytes()
+    key = hashlib.sha256(src + " ".join([cc, *_FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "normlib"
+    lib = cache / f"fused-{key}.so"
+    if not lib.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        # compile to a private name, then rename: two processes may build at once
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        os.close(fd)
+        try:
+            subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"], check=True,
+                           capture_output=True, text=True, timeout=120)
+            os.replace(tmp, lib)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    cdll = ctypes.CDLL(str(lib))
+    P, I64, D, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+    for suf in _DTYPES.values():
+        f = getattr(cdll, f"norm_forward_{suf}")
+        f.argtypes = [P, P, P, P, P, P, I64, I64, I64, I64, I64, D, INT, INT]
+        f.restype = None
+        b = getattr(cdll, f"norm_backward_{suf}")
+        b.argtypes = [P, P, P, P, P, P, P, P, I64, I64, I64, I64, I64, INT, INT]
+        b.restype = INT
+    return cdll
+
+
+def _load():
+    global _lib, status
+    if _lib is not None or status != "not loaded yet":
+        return _lib
+    if os.environ.get("NORMLIB_FUSED", "1") == "0":
+        status = "off: NORMLIB_FUSED=0"
+        return None
+    try:
+        _lib = _build()
+        status = "on"
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", "") or str(e)
+        status = f"off: could not build {_SOURCE.name}: {detail.strip()[:300]}"
+    return _lib
+
+
+def available() -> bool:
+    """True when the kernels are compiled and loaded (building them on the first call)."""
+    return _load() is not None
+
+
+def transformed(t: torch.Tensor) -> bool:
+    """True for a tensor inside a ``torch.func`` transform (a wrapper without plain storage)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
+def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
+    """The :class:`Layout` when the fused kernels can take this call, else ``None``.
+
+    ``xv`` is the viewed input, ``axes`` the axes of S, ``wv``/``bv`` the
+    viewed parameters (broadcastable to ``xv``).  S must be a trailing block of
+    axes, plus perhaps the batch axis 0 (Batch Norm: ``B`` = N blocks per set).
+    Along the axes between the batch axis and S a parameter may vary only on a
+    trailing block (the groups ``G``), inside S only on a leading block (``K``),
+    and it must be constant along the rest (``L``) and along the batch axis.
+    Batch Norm of ``(N, C)`` input, whose blocks would be single numbers, is
+    left to the whole-tensor path (blocks shorter than 8 entries gain nothing).
+    """
+    if _off or not isinstance(xv, torch.Tensor) or xv.device.type != "cpu" or xv.dtype not in _DTYPES:
+        return None
+    if not axes or not xv.is_contiguous() or xv.numel() == 0 or transformed(xv):
+        return None
+    for p in (wv, bv):
+        if p is not None and (not isinstance(p, torch.Tensor) or p.dtype != xv.dtype
+                              or p.device != xv.device or transformed(p)):
+            return None
+    if not available():
+        return None
+    nd = xv.ndim
+
+    def padded(p):  # broadcasting aligns trailing axes: a parameter may have fewer
+        return None if p is None or p.ndim > nd else (1,) * (nd - p.ndim) + tuple(p.shape)
+
+    if any(p is not None and p.ndim > nd for p in (wv, bv)):
+        return None
+    return _shape_layout(tuple(xv.shape), tuple(axes), padded(wv), padded(bv))
+
+
+@functools.lru_cache(maxsize=512)
+def _shape_layout(shape, axes, wshape, bshape) -> Layout | None:
+    """:func:`layout`'s arithmetic on shapes alone (remembered: a training loop asks it the same question)."""
+    nd = len(shape)
+    batch_in = axes[0] == 0
+    inner = axes[1:] if batch_in else axes
+    a0 = inner[0] if inner else nd
+    first = 1 if batch_in else 0  # the first axis that indexes sets
+    if inner != tuple(range(a0, nd)) or (batch_in and math.prod(shape[a0:]) < 8):
+        return None  # not contiguous blocks (or blocks too short to gain from fusing)
+    g0 = k1 = a0
+    for pshape in (wshape, bshape):
+        if pshape is None:
+            continue
+        varies = [pshape[i] != 1 and shape[i] != 1 for i in range(nd)]
+        lead = [i for i in range(first, a0) if varies[i]]
+        within = [i for i in range(a0, nd) if varies[i]]
+        pg0 = lead[0] if lead else a0  # G = axes pg0 .. a0-1, K = axes a0 .. pk1-1
+        pk1 = within[-1] + 1 if within else a0
+        if (batch_in and varies[0]) or any(shape[i] != 1 and not varies[i] for i in (*range(pg0, a0), *range(a0, pk1))):
+            return None  # not one (G, K) table
+        if pshape is bshape and wshape is not None and (pg0, pk1) != (g0, k1):
+            return None  # weight and bias tabulated differently
+        g0, k1 = pg0, pk1
+    return Layout(math.prod(shape[first:g0]), shape[0] if batch_in else 1, math.prod(shape[g0:a0]),
+                  math.prod(shape[a0:k1]), math.prod(shape[k1:]))
+
+
+def _ptr(t):
+    return None if t is None else t.data_ptr()
+
+
+# The kernels are registered as torch operators, so that the dispatcher sees
+# them like any ATen kernel: profilers name them, and
+# normlib.benchmark.count_passes counts their reads and writes.
+def _forward_impl(x: torch.Tensor, w: Optional[torch.Tensor], b: Optional[torch.Tensor], R: int, B: int, G: int,
+                K: int, L: int, eps: float, center: bool,
+                stat_shape: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    y = torch.empty_like(x)
+    mean = torch.empty(stat_shape, dtype=x.dtype)
+    var = torch.empty(stat_shape, dtype=x.dtype)
+    getattr(_lib, f"norm_forward_{_DTYPES[x.dtype]}")(
+        x.data_ptr(), _ptr(w), _ptr(b), y.data_ptr(), mean.data_ptr(), var.data_ptr(),
+        R, B, G, K, L, eps, int(center), torch.get_num_threads())
+    return y, mean, var
+
+
+def _backward_impl(dy: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor, w: Optional[torch.Tensor],
+                 R: int, B: int, G: int, K: int, L: int, center: bool, need_w: bool,
+                 need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dx = torch.empty_like(x)
+    dw = torch.empty(G * K if need_w else 0, dtype=x.dtype)
+    db = torch.empty(G * K if need_b else 0, dtype=x.dtype)
+    err = getattr(_lib, f"norm_backward_{_DTYPES[x.dtype]}")(
+        dy.data_ptr(), x.data_ptr(), mean.data_ptr(), rstd.data_ptr(), _ptr(w), dx.data_ptr(),
+        dw.data_ptr() if need_w else None, db.data_ptr() if need_b else None,
+        R, B, G, K, L, int(center), torch.get_num_threads())
+    if err:
+        raise MemoryError(f"fused_norm_backward: no memory for {2 * G * K} partial sums per thread")
+    return dx, dw, db
+
+
+_forward_op = torch.library.custom_op("normlib::fused_norm_forward", _forward_impl, mutates_args=())
+_backward_op = torch.library.custom_op("normlib::fused_norm_backward", _backward_impl, mutates_args=())
+
+
+def _watched() -> bool:
+    # a TorchDispatchMode (count_passes, count_reductions, ...) is active: go
+    # through the registered operator so that it sees the kernel; otherwise
+    # call the Python function behind it directly (the dispatcher's round trip
+    # costs about 20 µs a call)
+    return torch._C._len_torch_dispatch_stack() > 0
+
+
+def forward(xv, wv, bv, lay: Layout, eps: float, center: bool, stat_shape: tuple[int, ...]):
+    """Fused forward: ``(y, mean, var)``, ``y`` of ``xv``'s shape, the statistics of ``stat_shape``."""
+    w = None if wv is None else wv.contiguous().reshape(-1)
+    b = None if bv is None else bv.contiguous().reshape(-1)
+    op = _forward_op if _watched() else _forward_impl
+    return op(xv, w, b, *lay, float(eps), bool(center), list(stat_shape))
+
+
+def backward(dy, xv, mean, rstd, wv, lay: Layout, center: bool, need_w: bool, need_b: bool):
+    """Fused backward: ``(dx, dw, db)``; ``dw``/``db`` flat (``G·K``), or ``None`` when not wanted."""
+    w = None if wv is None else wv.contiguous().reshape(-1)
+    op = _backward_op if _watched() else _backward_impl
+    dx, dw, db = op(dy.contiguous(), xv, mean.contiguous(), rstd.contiguous(), w, *lay,
+                    bool(center), bool(need_w), bool(need_b))
+    return dx, (dw if need_w else None), (db if need_b else None)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within this block the core uses its whole-tensor path everywhere (to count or time that path)."""
+    global _off
+    before, _off = _off, True
+    try:
+        yield
+    finally:
+        _off = before
