@@ -189,6 +189,9 @@ class _TorchOps(_ArrayAPIOps):
         return torch.rsqrt(v + eps)
 
     def scale_shift_(self, a, scales, shift):
+        if any(fused.transformed(t) for t in (a, *scales, shift) if t is not None):
+            # inside torch.func.vmap a batched γ or β cannot update an unbatched array in place
+            return super().scale_shift_(a, scales, shift)
         for s in scales:
             a.mul_(s)
         return a if shift is None else a.add_(shift)

@@ -39,10 +39,12 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 __all__ = ["Layout", "layout", "forward", "backward", "available", "disabled", "status", "transformed"]
 
@@ -67,32 +69,58 @@ class Layout(NamedTuple):
 
 
 def _cpu_key() -> str:
+    """What ``-march=native`` depends on: the processor's model and features (x86 and ARM spell them differently)."""
+    keep = ("flags", "features", "model name", "cpu part", "cpu implementer")
     try:
-        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = platform.processor()
-    return flags
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    seen: dict[str, str] = {}
+    for ln in lines:
+        name = ln.split(":", 1)[0].strip().lower()
+        if name in keep and name not in seen:
+            seen[name] = ln
+    return "\n".join([platform.machine(), platform.processor(), *seen.values()])
+
+
+def _cache_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("XDG_CACHE_HOME"):
+        dirs.append(Path(os.environ["XDG_CACHE_HOME"]) / "normlib")
+    try:
+        dirs.append(Path.home() / ".cache" / "normlib")
+    except RuntimeError:  # no home directory
+        pass
+    dirs.append(Path(tempfile.gettempdir()) / f"normlib-{os.getuid()}")
+    return dirs
 
 
 def _build() -> ctypes.CDLL:
     cc = os.environ.get("CC", "cc")
     src = _SOURCE.read_bytes() + _HEADER.read_bytes()
     key = hashlib.sha256(src + " ".join([cc, *_FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "normlib"
-    lib = cache / f"fused-{key}.so"
-    if not lib.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        # compile to a private name, then rename: two processes may build at once
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-        os.close(fd)
+    errors = []
+    for cache in _cache_dirs():  # the first writable one
+        lib = cache / f"fused-{key}.so"
         try:
-            subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"], check=True,
-                           capture_output=True, text=True, timeout=120)
-            os.replace(tmp, lib)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    cdll = ctypes.CDLL(str(lib))
+            if not lib.exists():
+                cache.mkdir(parents=True, exist_ok=True)
+                # compile to a private name, then rename: two processes may build at once
+                fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+                os.close(fd)
+                try:
+                    subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"], check=True,
+                                   capture_output=True, text=True, timeout=120)
+                    os.replace(tmp, lib)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            cdll = ctypes.CDLL(str(lib))
+            break
+        except PermissionError as e:
+            errors.append(str(e))
+    else:
+        raise OSError("no writable cache directory: " + "; ".join(errors))
     P, I64, D, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suf in _DTYPES.values():
         f = getattr(cdll, f"norm_forward_{suf}")
@@ -117,6 +145,7 @@ def _load():
     except (OSError, subprocess.SubprocessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         status = f"off: could not build {_SOURCE.name}: {detail.strip()[:300]}"
+        warnings.warn(f"normlib.fused: {status}; using the slower whole-tensor path", RuntimeWarning, stacklevel=3)
     return _lib
 
 
@@ -128,6 +157,12 @@ def available() -> bool:
 def transformed(t: torch.Tensor) -> bool:
     """True for a tensor inside a ``torch.func`` transform (a wrapper without plain storage)."""
     return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
+def _traced(t: torch.Tensor) -> bool:
+    # torch.compile, torch.export and FakeTensorMode see tensors without data:
+    # leave them the whole-tensor path, which they can trace
+    return torch.compiler.is_compiling() or is_fake(t)
 
 
 def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
@@ -144,7 +179,7 @@ def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
     """
     if _off or not isinstance(xv, torch.Tensor) or xv.device.type != "cpu" or xv.dtype not in _DTYPES:
         return None
-    if not axes or not xv.is_contiguous() or xv.numel() == 0 or transformed(xv):
+    if not axes or not xv.is_contiguous() or xv.numel() == 0 or transformed(xv) or _traced(xv):
         return None
     for p in (wv, bv):
         if p is not None and (not isinstance(p, torch.Tensor) or p.dtype != xv.dtype
@@ -201,8 +236,8 @@ def _forward_impl(x: torch.Tensor, w: Optional[torch.Tensor], b: Optional[torch.
                 K: int, L: int, eps: float, center: bool,
                 stat_shape: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     y = torch.empty_like(x)
-    mean = torch.empty(stat_shape, dtype=x.dtype)
-    var = torch.empty(stat_shape, dtype=x.dtype)
+    mean = torch.empty(stat_shape, dtype=x.dtype, device=x.device)
+    var = torch.empty(stat_shape, dtype=x.dtype, device=x.device)
     getattr(_lib, f"norm_forward_{_DTYPES[x.dtype]}")(
         x.data_ptr(), _ptr(w), _ptr(b), y.data_ptr(), mean.data_ptr(), var.data_ptr(),
         R, B, G, K, L, eps, int(center), torch.get_num_threads())
@@ -213,8 +248,8 @@ def _backward_impl(dy: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, rstd: 
                  R: int, B: int, G: int, K: int, L: int, center: bool, need_w: bool,
                  need_b: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     dx = torch.empty_like(x)
-    dw = torch.empty(G * K if need_w else 0, dtype=x.dtype)
-    db = torch.empty(G * K if need_b else 0, dtype=x.dtype)
+    dw = torch.empty(G * K if need_w else 0, dtype=x.dtype, device=x.device)
+    db = torch.empty(G * K if need_b else 0, dtype=x.dtype, device=x.device)
     err = getattr(_lib, f"norm_backward_{_DTYPES[x.dtype]}")(
         dy.data_ptr(), x.data_ptr(), mean.data_ptr(), rstd.data_ptr(), _ptr(w), dx.data_ptr(),
         dw.data_ptr() if need_w else None, db.data_ptr() if need_b else None,
@@ -228,12 +263,22 @@ _forward_op = torch.library.custom_op("normlib::fused_norm_forward", _forward_im
 _backward_op = torch.library.custom_op("normlib::fused_norm_backward", _backward_impl, mutates_args=())
 
 
+@_forward_op.register_fake
+def _(x, w, b, R, B, G, K, L, eps, center, stat_shape):
+    return torch.empty_like(x), x.new_empty(stat_shape), x.new_empty(stat_shape)
+
+
+@_backward_op.register_fake
+def _(dy, x, mean, rstd, w, R, B, G, K, L, center, need_w, need_b):
+    return torch.empty_like(x), x.new_empty(G * K if need_w else 0), x.new_empty(G * K if need_b else 0)
+
+
 def _watched() -> bool:
-    # a TorchDispatchMode (count_passes, count_reductions, ...) is active: go
-    # through the registered operator so that it sees the kernel; otherwise
-    # call the Python function behind it directly (the dispatcher's round trip
-    # costs about 20 µs a call)
-    return torch._C._len_torch_dispatch_stack() > 0
+    # a TorchDispatchMode (count_passes, count_reductions, ...) or the profiler
+    # is active: go through the registered operator so that it sees the kernel;
+    # otherwise call the Python function behind it directly (the dispatcher's
+    # round trip costs about 20 µs a call)
+    return torch._C._len_torch_dispatch_stack() > 0 or torch.autograd._profiler_enabled()
 
 
 def forward(xv, wv, bv, lay: Layout, eps: float, center: bool, stat_shape: tuple[int, ...]):
@@ -255,7 +300,10 @@ def backward(dy, xv, mean, rstd, wv, lay: Layout, center: bool, need_w: bool, ne
 
 @contextlib.contextmanager
 def disabled():
-    """Within this block the core uses its whole-tensor path everywhere (to count or time that path)."""
+    """Within this block the core uses its whole-tensor path everywhere (to count or time that path).
+
+    The switch is process-wide, not per thread.
+    """
     global _off
     before, _off = _off, True
     try:

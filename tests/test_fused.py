@@ -590,7 +590,8 @@ def test_a_missing_compiler_turns_the_kernels_off_and_the_whole_tensor_path_runs
     monkeypatch.setattr(fused, "status", "not loaded yet")
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert fused.available() is False
+    with pytest.warns(RuntimeWarning, match="normlib.fused: off: could not build fused.c"):
+        assert fused.available() is False
     assert fused.status.startswith("off: could not build fused.c")
     x = _t(6, 10)
     assert fused.layout(x, (1,)) is None
@@ -651,3 +652,85 @@ def test_unmodified_input_backward_succeeds_after_a_clone_is_modified():
     h.clone().add_(1.0)  # a copy: the saved input is untouched
     (g,) = torch.autograd.grad(y, leaf, dy)
     assert torch.isfinite(g).all()
+
+
+# ---------------------------------------------------------------------------
+# 9. Found in review: transforms over the parameters, tracing, devices, profiler, build
+# ---------------------------------------------------------------------------
+PARAM_VMAP = {
+    "layer_norm-weight": lambda x, p: NF.layer_norm(x, (16,), p, None),
+    "layer_norm-bias": lambda x, p: NF.layer_norm(x, (16,), None, p),
+    "rms_norm-weight": lambda x, p: NF.rms_norm(x, (16,), p),
+    "group_norm-weight": lambda x, p: NF.group_norm(x.reshape(4, 16, 1), 4, p, None),
+}
+
+
+@pytest.mark.parametrize("name", list(PARAM_VMAP))
+def test_vmap_over_the_affine_parameters_matches_a_loop(name):
+    f = PARAM_VMAP[name]
+    g = torch.Generator().manual_seed(40)
+    x, ps = torch.randn(4, 16, generator=g), torch.randn(3, 16, generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = torch.func.vmap(lambda p: f(x, p))(ps)
+        per_sample = torch.func.vmap(torch.func.grad(lambda p: f(x, p).pow(3).sum()))(ps)
+    torch.testing.assert_close(out, torch.stack([f(x, p) for p in ps]))
+    loop = []
+    for p in ps:
+        p = p.clone().requires_grad_()
+        f(x, p).pow(3).sum().backward()
+        loop.append(p.grad)
+    torch.testing.assert_close(per_sample, torch.stack(loop))
+
+
+def test_fake_tensors_trace_through_the_whole_tensor_path():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.randn(4, 16)
+        assert fused.layout(x, (1,)) is None
+        assert NF.layer_norm(x, (16,)).shape == (4, 16)
+
+
+def test_fake_implementations_of_the_operators_give_the_shapes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.randn(2, 3, 8)
+        y, m, v = fused._forward_op(x, None, None, 1, 2, 3, 1, 8, 1e-5, True, [2, 3, 1])
+        dx, dw, db = fused._backward_op(x, x, m, v, None, 1, 2, 3, 1, 8, True, True, False)
+    assert y.shape == x.shape and m.shape == v.shape == (2, 3, 1)
+    assert dx.shape == x.shape and dw.shape == (3,) and db.shape == (0,)
+
+
+def test_a_default_device_other_than_the_cpu_does_not_redirect_the_kernels_outputs():
+    x = _t(4, 3, 5, 5)
+    expected = F.batch_norm(x, None, None, training=True)
+    torch.set_default_device("meta")
+    try:
+        y = NF.batch_norm(x, None, None, None, None, True)
+    finally:
+        torch.set_default_device("cpu")
+    assert y.device.type == "cpu"
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_profiler_names_the_fused_operators():
+    x = _t(4, 16).requires_grad_()
+    with torch.profiler.profile() as prof:
+        NF.layer_norm(x, (16,)).sum().backward()
+    names = {e.name for e in prof.events()}
+    assert {"normlib::fused_norm_forward", "normlib::fused_norm_backward"} <= names
+
+
+def test_the_build_key_names_the_processor_and_the_cache_falls_back_when_not_writable(monkeypatch, tmp_path):
+    import platform
+
+    assert platform.machine() in fused._cpu_key()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(locked))
+    dirs = fused._cache_dirs()
+    assert dirs[0] == locked / "normlib" and len(dirs) >= 2
+    assert str(dirs[-1]).startswith(str(__import__("tempfile").gettempdir()))
