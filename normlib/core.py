@@ -207,15 +207,15 @@ class _TorchOps(_ArrayAPIOps):
             if ones:  # w is constant along these: reduce a first (now small), then weight
                 return self.wsum(a.sum(dim=ones, keepdim=True), w, tuple(ax for ax in axes if ax not in ones))
         k, nd = len(axes), a.ndim
-        varies = set(range(nd)) if w is None else {i for i in range(nd) if w.shape[i] != 1}
+        varies = set() if w is None else {i for i in range(nd) if w.shape[i] != 1}  # axes where w varies
         if a.is_contiguous() and nd > k:
             if axes == tuple(range(k)) and varies <= set(axes):
                 # Σ over the leading block = (weights as a row vector) @ (a as a matrix)
                 rows = math.prod(a.shape[:k])
-                v = (torch.ones(rows, dtype=a.dtype) if w is None
+                v = (torch.ones(rows, dtype=a.dtype, device=a.device) if w is None
                      else w.expand(tuple(a.shape[:k]) + (1,) * (nd - k)).reshape(rows))
                 return (v @ a.reshape(rows, -1)).reshape((1,) * k + tuple(a.shape[k:]))
-            if axes == tuple(range(nd - k, nd)) and (w is None or varies <= set(axes)):
+            if axes == tuple(range(nd - k, nd)) and varies <= set(axes):
                 # Σ over the trailing block = (a as a matrix) @ (weights as a column vector)
                 cols = math.prod(a.shape[nd - k:])
                 if w is None:
