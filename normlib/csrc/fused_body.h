@@ -66,11 +66,12 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                        int center, int nthreads)
 {
     const int64_t M = K * L, sets = R * G, P = G * K;
-    double *acc = (dw || db) ? calloc((size_t)(2 * P * nthreads), sizeof(double)) : NULL;
-    if ((dw || db) && !acc) return 1; /* out of memory */
+    /* per-thread partial sums of dw and db (always kept: the loops stay free of branches) */
+    double *acc = calloc((size_t)(2 * P * nthreads), sizeof(double));
+    if (!acc) return 1; /* out of memory */
 #pragma omp parallel num_threads(nthreads)
     {
-        double *acc_w = acc ? acc + (size_t)(2 * P) * thread_id() : NULL, *acc_b = acc ? acc_w + P : NULL;
+        double *acc_w = acc + (size_t)(2 * P) * thread_id(), *acc_b = acc_w + P;
 #pragma omp for schedule(static)
         for (int64_t s = 0; s < sets; ++s) {
             const int64_t g = s % G;
@@ -80,22 +81,16 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
             double s_g = 0.0, s_gd = 0.0; /* sums over S of w*dy and of w*dy*(x - mu) */
             for (int64_t bb = 0; bb < B; ++bb) {
                 const T *dys = FN(block)(dy, s, bb, sets, M), *xs = FN(block)(x, s, bb, sets, M);
-                if (L == 1) { /* Layer Norm: one w per entry */
+                if (L == 1) { /* Layer Norm: one w per entry; one loop for all four sums */
+                    double *aw = acc_w + g * K, *ab = acc_b + g * K;
 #pragma omp simd reduction(+ : s_g, s_gd)
                     for (int64_t k = 0; k < K; ++k) {
-                        const double wk = wg ? (double)wg[k] : 1.0;
-                        s_g += wk * dys[k];
-                        s_gd += wk * dys[k] * (double)(xs[k] - mu);
-                    }
-                    if (acc_w) {
-                        double *aw = acc_w + g * K;
-#pragma omp simd
-                        for (int64_t k = 0; k < K; ++k) aw[k] += (double)dys[k] * (double)(xs[k] - mu) * r;
-                    }
-                    if (acc_b) {
-                        double *ab = acc_b + g * K;
-#pragma omp simd
-                        for (int64_t k = 0; k < K; ++k) ab[k] += dys[k];
+                        const double wk = wg ? (double)wg[k] : 1.0, dyk = (double)dys[k];
+                        const double dd = dyk * (double)(xs[k] - mu);
+                        s_g += wk * dyk;
+                        s_gd += wk * dd;
+                        aw[k] += dd * r;
+                        ab[k] += dyk;
                     }
                     continue;
                 }
@@ -110,8 +105,8 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                     const double wk = wg ? (double)wg[k] : 1.0;
                     s_g += wk * a;
                     s_gd += wk * c;
-                    if (acc_w) acc_w[g * K + k] += c * r;
-                    if (acc_b) acc_b[g * K + k] += a;
+                    acc_w[g * K + k] += c * r;
+                    acc_b[g * K + k] += a;
                 }
             }
             /* dx = r*w*dy - c1 - (x - mu)*c2 with c1 = r*mean_S(g), c2 = r^3*mean_S(g*(x - mu)) */
@@ -137,7 +132,7 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
             }
         }
     }
-    if (acc) {
+    if (dw || db) {
         for (int64_t p = 0; p < P; ++p) {
             double sw = 0.0, sb = 0.0;
             for (int t = 0; t < nthreads; ++t) {
@@ -147,7 +142,7 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
             if (dw) dw[p] = (T)sw;
             if (db) db[p] = (T)sb;
         }
-        free(acc);
     }
+    free(acc);
     return 0;
 }
