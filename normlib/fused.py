@@ -210,7 +210,7 @@ def _shape_layout(shape, axes, wshape, bshape) -> Layout | None:
     if inner != tuple(range(a0, nd)) or (batch_in and math.prod(shape[a0:]) < 8):
         return None  # not contiguous blocks (or blocks too short to gain from fusing)
     g0 = k1 = a0
-    for pshape in (wshape, bshape):
+    for is_bias, pshape in enumerate((wshape, bshape)):
         if pshape is None:
             continue
         varies = [pshape[i] != 1 and shape[i] != 1 for i in range(nd)]
@@ -220,7 +220,7 @@ def _shape_layout(shape, axes, wshape, bshape) -> Layout | None:
         pk1 = within[-1] + 1 if within else a0
         if (batch_in and varies[0]) or any(shape[i] != 1 and not varies[i] for i in (*range(pg0, a0), *range(a0, pk1))):
             return None  # not one (G, K) table
-        if pshape is bshape and wshape is not None and (pg0, pk1) != (g0, k1):
+        if is_bias and wshape is not None and (pg0, pk1) != (g0, k1):
             return None  # weight and bias tabulated differently
         g0, k1 = pg0, pk1
     return Layout(math.prod(shape[first:g0]), shape[0] if batch_in else 1, math.prod(shape[g0:a0]),
