@@ -34,11 +34,6 @@ def _check_tensor(t: Tensor, name: str, op: str) -> None:
         raise TypeError(f"{op}: expected a floating-point {name}, got dtype {t.dtype} for {name} of shape {list(t.shape)}")
 
 
-def _check_eps(eps: float, op: str) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
-        raise ValueError(f"{op}: eps must be a finite number > 0, got eps={eps!r}")
-
-
 def cosine_linear(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     r"""``y[..., j] = cos(weight[j], input[...])``: a Linear layer with cosine in place of dot product.
 
@@ -55,7 +50,7 @@ def cosine_linear(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     op = "cosine_linear"
     _check_tensor(input, "input", op)
     _check_tensor(weight, "weight", op)
-    _check_eps(eps, op)
+    chk.check_eps(eps, op)
     if weight.ndim != 2:
         raise ValueError(f"{op}: expected a 2-D weight (out_features, in_features), got weight of shape {list(weight.shape)}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
@@ -84,7 +79,7 @@ def cosine_conv2d(input: Tensor, weight: Tensor, stride: int = 1, padding: int =
     op = "cosine_conv2d"
     _check_tensor(input, "input", op)
     _check_tensor(weight, "weight", op)
-    _check_eps(eps, op)
+    chk.check_eps(eps, op)
     if input.ndim != 4:
         raise ValueError(f"{op}: expected 4D input (N, C, H, W) (got {input.ndim}D input of shape {list(input.shape)})")
     if weight.ndim != 4:
@@ -111,7 +106,7 @@ class CosineLinear(nn.Module):
         super().__init__()
         in_features = chk.check_positive_int(in_features, "in_features", "CosineLinear")
         out_features = chk.check_positive_int(out_features, "out_features", "CosineLinear")
-        _check_eps(eps, "CosineLinear")
+        chk.check_eps(eps, "CosineLinear")
         self.in_features, self.out_features, self.eps = in_features, out_features, eps
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -132,7 +127,7 @@ class CosineConv2d(nn.Module):
         in_channels = chk.check_positive_int(in_channels, "in_channels", "CosineConv2d")
         out_channels = chk.check_positive_int(out_channels, "out_channels", "CosineConv2d")
         kernel_size = chk.check_positive_int(kernel_size, "kernel_size", "CosineConv2d")
-        _check_eps(eps, "CosineConv2d")
+        chk.check_eps(eps, "CosineConv2d")
         self.stride, self.padding, self.eps = stride, padding, eps
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))

@@ -190,12 +190,12 @@ def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
     if not available():
         return None
     nd = xv.ndim
-
-    def padded(p):  # broadcasting aligns trailing axes: a parameter may have fewer
-        return None if p is None or p.ndim > nd else (1,) * (nd - p.ndim) + tuple(p.shape)
-
     if any(p is not None and p.ndim > nd for p in (wv, bv)):
         return None
+
+    def padded(p):  # broadcasting aligns trailing axes: a parameter may have fewer
+        return None if p is None else (1,) * (nd - p.ndim) + tuple(p.shape)
+
     return _shape_layout(tuple(xv.shape), tuple(axes), padded(wv), padded(bv))
 
 
