@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # change to normlib, to the pinned packages or to the measurements a chapter
 # reads (benchmarks/*.json) must clear the cache, or the site would show
 # outputs computed from old code or old figures.
-SRC_HASH := $(shell cat normlib/*.py normlib/csrc/* requirements.txt benchmarks/*.json 2>/dev/null | sha256sum | cut -c1-16)
+SRC_HASH := $(shell cat normlib/*.py normlib/csrc/* normbook/*.py requirements.txt benchmarks/*.json 2>/dev/null | sha256sum | cut -c1-16)
 CACHE_KEY := _build/.source-$(SRC_HASH)
 
 .PHONY: book test unit nbval book-strict browser venv clean
@@ -29,7 +29,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ".[book]"
 	$(PY) -c "from normlib import fused; assert fused.available(), fused.status"
 	touch $(STAMP)
 

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from normlib.benchmark import format_table, kernel_table
+from normbook.timing import format_table, kernel_table
 
 
 def main() -> None:

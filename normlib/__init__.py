@@ -13,10 +13,10 @@ Around it:
   :mod:`normlib.weight_standardization`: the other normalizers of the book;
 * :mod:`normlib.distributed`: exact merging of statistics and cross-process Batch Norm;
 * :mod:`normlib.practice`: helpers for the mistakes of the practice chapter;
-* :mod:`normlib.plotting`: the N, C, H×W cube drawn from a StatSet;
-* :mod:`normlib.experiments`, :mod:`normlib.conditioning`, :mod:`normlib.probes`,
-  :mod:`normlib.images`, :mod:`normlib.benchmark`, :mod:`normlib.notebook`: what the
-  chapters' experiments, pictures and timings are built from.
+
+The book's own helpers (pictures, experiments, timings, the source articles'
+data) live in the sibling package :mod:`normbook`, which depends on normlib and
+never the other way round.
 """
 from . import core, functional, nn, sets
 from .core import Moments, moments, normalize

@@ -36,7 +36,7 @@ primitives:
   weighted or not, along a contiguous block of memory.
 
 Counting passes over memory (one pass reads or writes one activation-sized
-array; :func:`normlib.benchmark.count_passes` counts them), this whole-tensor
+array; :func:`normbook.timing.count_passes` counts them), this whole-tensor
 forward is five or six operations: mean, ``d = x − μ`` (the fresh array),
 ``Σd²``, then ``d·r·γ + β`` in place.  The backward takes ``Σ dy`` and
 ``Σ dy·x`` (the product is its fresh array) and writes ``dx`` into that array

@@ -14,7 +14,7 @@ The C file is compiled on first use with the system C compiler (``cc``, or
 by a hash of the source, the flags and the processor, and loaded with
 :mod:`ctypes`; the two kernels are registered as torch operators
 (``normlib::fused_norm_forward`` and ``…_backward``) so profilers and
-:func:`normlib.benchmark.count_passes` see them.  :func:`layout` returns
+:func:`normbook.timing.count_passes` see them.  :func:`layout` returns
 ``None``, and the core uses its whole-tensor path, where the kernels do not
 apply: no compiler, a GPU tensor or half precision (computed in float32 after
 the cast, so that does apply), a set that is not made of contiguous blocks, a
@@ -33,18 +33,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import hashlib
 import math
 import os
 import platform
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import torch
 from torch._subclasses.fake_tensor import is_fake
+
+from . import kernel_cache
 
 __all__ = ["Layout", "layout", "forward", "backward", "available", "disabled", "status", "transformed"]
 
@@ -70,59 +70,8 @@ class Layout(NamedTuple):
     L: int
 
 
-def _cpu_key() -> str:
-    """What ``-march=native`` depends on: the processor's model and features (x86 and ARM spell them differently)."""
-    keep = ("flags", "features", "model name", "cpu part", "cpu implementer")
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    seen: dict[str, str] = {}
-    for ln in lines:
-        name = ln.split(":", 1)[0].strip().lower()
-        if name in keep and name not in seen:
-            seen[name] = ln
-    return "\n".join([platform.machine(), platform.processor(), *seen.values()])
-
-
-def _cache_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("XDG_CACHE_HOME"):
-        dirs.append(Path(os.environ["XDG_CACHE_HOME"]) / "normlib")
-    try:
-        dirs.append(Path.home() / ".cache" / "normlib")
-    except RuntimeError:  # no home directory
-        pass
-    dirs.append(Path(tempfile.gettempdir()) / f"normlib-{os.getuid()}")
-    return dirs
-
-
 def _build() -> ctypes.CDLL:
-    cc = os.environ.get("CC", "cc")
-    src = _SOURCE.read_bytes() + _HEADER.read_bytes()
-    key = hashlib.sha256(src + " ".join([cc, *_FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    errors = []
-    for cache in _cache_dirs():  # the first writable one
-        lib = cache / f"fused-{key}.so"
-        try:
-            if not lib.exists():
-                cache.mkdir(parents=True, exist_ok=True)
-                # compile to a private name, then rename: two processes may build at once
-                fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-                os.close(fd)
-                try:
-                    subprocess.run([cc, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"], check=True,
-                                   capture_output=True, text=True, timeout=120)
-                    os.replace(tmp, lib)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-            cdll = ctypes.CDLL(str(lib))
-            break
-        except PermissionError as e:
-            errors.append(str(e))
-    else:
-        raise OSError("no writable cache directory: " + "; ".join(errors))
+    cdll = kernel_cache.compile_and_load(_SOURCE, [_HEADER], _FLAGS)
     P, I64, D, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suf in _DTYPES.values():
         f = getattr(cdll, f"norm_forward_{suf}")
@@ -233,7 +182,7 @@ def _ptr(t):
 
 # The kernels are registered as torch operators, so that the dispatcher sees
 # them like any ATen kernel: profilers name them, and
-# normlib.benchmark.count_passes counts their reads and writes.
+# normbook.timing.count_passes counts their reads and writes.
 def _forward_impl(x: torch.Tensor, w: Optional[torch.Tensor], b: Optional[torch.Tensor], R: int, B: int, G: int,
                 K: int, L: int, eps: float, center: bool,
                 stat_shape: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

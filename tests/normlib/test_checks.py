@@ -17,8 +17,8 @@ import normlib.functional as nf
 import normlib.nn as nl
 from normlib._checks import IntegerTypeError, check_positive_int
 from normlib.cosine_norm import CosineConv2d, CosineLinear
-from normlib.images import load_photos
-from normlib.plotting import draw_cubes
+from normbook.images import load_photos
+from normbook.plotting import draw_cubes
 from normlib.practice import FrozenBatchNorm
 from normlib.rms import RMSNorm
 from normlib.sets import StatSet, group_set

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import nn as nnn
+from normlib import nn as nnn
 
 __all__ = [
     "WU_HE_2018",
@@ -174,7 +174,7 @@ class StackedCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.widths, self.strides = tuple(widths), tuple(strides)
-        from .weight_standardization import standardize_weight
+        from normlib.weight_standardization import standardize_weight
 
         self._standardize = standardize_weight
         self.methods = list(methods)

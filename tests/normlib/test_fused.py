@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 import normlib.functional as NF
-from normlib import fused
-from normlib.benchmark import count_passes
+from normlib import fused, kernel_cache
+from normbook.timing import count_passes
 from normlib.core import normalize
 from normlib.sets import StatSet, batch_set, group_set, instance_set, layer_set
 
@@ -726,12 +726,12 @@ def test_the_profiler_names_the_fused_operators():
 def test_the_build_key_names_the_processor_and_the_cache_falls_back_when_not_writable(monkeypatch, tmp_path):
     import platform
 
-    assert platform.machine() in fused._cpu_key()
+    assert platform.machine() in kernel_cache._cpu_key()
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     monkeypatch.setenv("XDG_CACHE_HOME", str(locked))
-    dirs = fused._cache_dirs()
+    dirs = kernel_cache._cache_dirs()
     assert dirs[0] == locked / "normlib" and len(dirs) >= 2
     assert str(dirs[-1]).startswith(str(__import__("tempfile").gettempdir()))
 

@@ -1,4 +1,4 @@
-"""Tests of normlib.benchmark: the reference implementation, the pass counter and the timing harness."""
+"""Tests of normbook.timing: the reference implementation, the pass counter and the timing harness."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +7,8 @@ import torch
 
 from normlib import fused
 
-from normlib.benchmark import CASES, _inputs, count_passes, elementwise_norm, interleaved, one_thread, time_case
-from normlib.benchmark import Case
+from normbook.timing import CASES, _inputs, count_passes, elementwise_norm, interleaved, one_thread, time_case
+from normbook.timing import Case
 import normlib.functional as NF
 
 

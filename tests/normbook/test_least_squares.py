@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from normlib.conditioning import (
+from normbook.least_squares import (
     age_salary_data, condition_number, design_matrix, excess_loss, gd_contraction, gradient_descent,
     lsq_grad, lsq_hessian, lsq_loss, lsq_solution, max_stable_lr, steps_to_excess,
 )

@@ -24,8 +24,8 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._checks import check_positive_int
-from .sets import StatSet, batch_set, group_set, instance_set, layer_set
+from normlib._checks import check_positive_int
+from normlib.sets import StatSet, batch_set, group_set, instance_set, layer_set
 
 __all__ = ["cube_colors", "cube_sets", "draw_cube", "draw_cubes", "set_caption"]
 

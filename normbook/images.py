@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._checks import check_positive_int
+from normlib._checks import check_positive_int
 
 __all__ = ["PHOTO_NAMES", "load_photos", "channel_affine", "to_picture", "standardized_picture"]
 

@@ -1,4 +1,4 @@
-"""Tests of normlib.plotting: the cube picture shades exactly the set S the arithmetic uses."""
+"""Tests of normbook.plotting: the cube picture shades exactly the set S the arithmetic uses."""
 from __future__ import annotations
 
 import matplotlib
@@ -15,7 +15,7 @@ from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from mpl_toolkits.mplot3d import proj3d  # noqa: E402
 
-from normlib.plotting import PALETTE, REST, SHADE, cube_colors, cube_sets, draw_cube, draw_cubes, set_caption  # noqa: E402
+from normbook.plotting import PALETTE, REST, SHADE, cube_colors, cube_sets, draw_cube, draw_cubes, set_caption  # noqa: E402
 from normlib.sets import batch_set, group_set, instance_set, layer_set  # noqa: E402
 
 

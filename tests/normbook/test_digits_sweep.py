@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import normlib.nn as nnn
-from normlib.experiments import (
+from normbook.digits_sweep import (
     WU_HE_2018,
     Digits,
     StackedCNN,
@@ -140,7 +140,7 @@ def test_population_stats_and_batch_mode_evaluation(tiny):
 
 
 def test_one_thread_restores_the_thread_count():
-    from normlib.experiments import one_thread
+    from normbook.digits_sweep import one_thread
 
     before = torch.get_num_threads()
     with one_thread():

@@ -1,8 +1,8 @@
-"""Tests for normlib.images: the sample photos and the picture helpers."""
+"""Tests for normbook.images: the sample photos and the picture helpers."""
 import numpy as np
 import pytest
 
-from normlib.images import PHOTO_NAMES, channel_affine, load_photos, standardized_picture, to_picture
+from normbook.images import PHOTO_NAMES, channel_affine, load_photos, standardized_picture, to_picture
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_standardized_picture_maps_zero_to_grey_and_clips():
 def test_sample_photos_are_exactly_sklearns():
     from sklearn.datasets import load_sample_images
 
-    from normlib.images import _sample_photos
+    from normbook.images import _sample_photos
 
     ours = _sample_photos()
     theirs = load_sample_images()

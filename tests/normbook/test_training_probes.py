@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from normlib.nn import BatchNorm1d
-from normlib.probes import loss_along_gradient, record_activations, train_sgd
+from normbook.training_probes import loss_along_gradient, record_activations, train_sgd
 
 
 def _net(bn=False):
