@@ -27,11 +27,11 @@ from . import _checks as chk
 __all__ = ["cosine_linear", "cosine_conv2d", "CosineLinear", "CosineConv2d"]
 
 
-def _check_tensor(t: Tensor, name: str, op: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}")
-    if not t.dtype.is_floating_point:
-        raise TypeError(f"{op}: expected a floating-point {name}, got dtype {t.dtype} for {name} of shape {list(t.shape)}")
+def _check_operands(input: Tensor, weight: Tensor, eps: float, op: str) -> None:
+    """Both operands floating-point tensors, ``eps`` valid: the checks both ops share."""
+    chk.check_array(input, op, "input", torch_only=True)
+    chk.check_array(weight, op, "weight", torch_only=True)
+    chk.check_eps(eps, op)
 
 
 def cosine_linear(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
@@ -48,9 +48,7 @@ def cosine_linear(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     [[0.3333333432674408]]
     """
     op = "cosine_linear"
-    _check_tensor(input, "input", op)
-    _check_tensor(weight, "weight", op)
-    chk.check_eps(eps, op)
+    _check_operands(input, weight, eps, op)
     if weight.ndim != 2:
         raise ValueError(f"{op}: expected a 2-D weight (out_features, in_features), got weight of shape {list(weight.shape)}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
@@ -77,9 +75,7 @@ def cosine_conv2d(input: Tensor, weight: Tensor, stride: int = 1, padding: int =
     a weight that is not 4-D, a channel mismatch, or ``eps <= 0``.
     """
     op = "cosine_conv2d"
-    _check_tensor(input, "input", op)
-    _check_tensor(weight, "weight", op)
-    chk.check_eps(eps, op)
+    _check_operands(input, weight, eps, op)
     if input.ndim != 4:
         raise ValueError(f"{op}: expected 4D input (N, C, H, W) (got {input.ndim}D input of shape {list(input.shape)})")
     if weight.ndim != 4:
