@@ -148,6 +148,32 @@ class _CommLog:
         self.calls.append((kind, t.numel() * t.element_size()))
 
 
+def _stats_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the statistics are kept and sent in: float32 for a half-precision input (as
+    PyTorch's kernels accumulate), the input's own dtype otherwise."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _all_gather_stats(x: Tensor, axes: tuple[int, ...], group, log: _CommLog) -> Stats:
+    """The whole batch's per-channel ``Stats``: this shard's ``(n, mean, M2)`` sent to every
+    process by one ``all_gather`` of ``3·C`` numbers, then :func:`merge_all`.
+
+    An empty shard (``n = 0``) sends ``(0, 0, 0)``, the identity of the merge, so
+    every process reaches the collective whatever its batch size.
+    """
+    C = x.shape[1]
+    dtype = _stats_dtype(x)
+    if x.numel() == 0:
+        local = Stats(0, torch.zeros(C, dtype=dtype, device=x.device), torch.zeros(C, dtype=dtype, device=x.device))
+    else:
+        local = shard_stats(x.to(dtype), axes)
+    packed = torch.stack([torch.full((C,), float(local.count), dtype=dtype, device=x.device), local.mean, local.m2])
+    gathered = [torch.empty_like(packed) for _ in range(dist.get_world_size(group))]
+    log.add("all_gather", packed)
+    dist.all_gather(gathered, packed, group=group)
+    return merge_all([Stats(int(g[0, 0].item()), g[1], g[2]) for g in gathered])
+
+
 class _CrossProcessBN(torch.autograd.Function):
     """Forward: gather ``(n, mean, M2)`` per channel from every worker and merge them;
     backward: all-reduce ``(Σ dy, Σ dy·x̂)`` per channel."""
@@ -156,13 +182,7 @@ class _CrossProcessBN(torch.autograd.Function):
     def forward(ctx, x, weight, bias, eps, group, log):  # type: ignore[override]
         C = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))
-        local = shard_stats(x, axes)
-        packed = torch.stack([torch.full((C,), float(local.count), dtype=x.dtype), local.mean, local.m2])
-        world = dist.get_world_size(group)
-        gathered = [torch.empty_like(packed) for _ in range(world)]
-        log.add("all_gather", packed)
-        dist.all_gather(gathered, packed, group=group)
-        total = merge_all([Stats(int(g[0, 0].item()), g[1], g[2]) for g in gathered])
+        total = _all_gather_stats(x, axes, group, log)
         view = (1, C) + (1,) * (x.ndim - 2)
         rstd = (total.var + eps).rsqrt()
         x_hat = (x - total.mean.reshape(view)) * rstd.reshape(view)
@@ -172,12 +192,13 @@ class _CrossProcessBN(torch.autograd.Function):
         ctx.save_for_backward(x_hat, rstd, weight)
         ctx.count, ctx.axes, ctx.group, ctx.log = total.count, axes, group, log
         ctx.mark_non_differentiable(total.mean)
-        return y, total.mean.detach(), total.var_unbiased.detach(), torch.tensor(total.count)
+        return y.to(x.dtype), total.mean.detach(), total.var_unbiased.detach(), torch.tensor(total.count)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy, _dmean, _dvar, _dcount):  # type: ignore[override]
         x_hat, rstd, weight = ctx.saved_tensors
+        dy_dtype, dy = dy.dtype, dy.to(x_hat.dtype)  # sums in the statistics' dtype (float32 for half)
         C = dy.shape[1]
         view = (1, C) + (1,) * (dy.ndim - 2)
         sums = torch.stack([dy.sum(dim=ctx.axes), (dy * x_hat).sum(dim=ctx.axes)])  # (2, C), local
@@ -187,6 +208,7 @@ class _CrossProcessBN(torch.autograd.Function):
         n = ctx.count
         k = rstd if weight is None else weight * rstd
         dx = k.reshape(view) * (dy - (sums[0] / n).reshape(view) - x_hat * (sums[1] / n).reshape(view))
+        dx = dx.to(dy_dtype)  # a half-precision input gets a half-precision gradient
         if weight is None:
             return dx, None, None, None, None, None
         return dx, dweight, dbias, None, None, None
@@ -278,16 +300,20 @@ def make_problem(sizes: Sequence[int], channels: int = 3, hw: int = 4, offset: f
     return x, dy, weight, bias
 
 
-def _worker(rank: int, world: int, port: int, outdir: str, sizes: Sequence[int], steps: int, timeout_s: float) -> None:
+def _worker(
+    rank: int, world: int, port: int, outdir: str, sizes: Sequence[int], steps: int, timeout_s: float,
+    dtype: torch.dtype = torch.float64,
+) -> None:
     """One process of :func:`spawn_check`: join the group, run BN on its shard, save the results."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
     try:
-        x, dy, weight, bias = make_problem(sizes)
+        x, dy, weight, bias = (t.to(dtype) for t in make_problem(sizes))
         lo, hi = int(sum(sizes[:rank])), int(sum(sizes[: rank + 1]))
-        bn = CrossProcessBatchNorm2d(x.shape[1], dtype=torch.float64)
+        # Half-precision inputs with float32 parameters and buffers, as PyTorch's mixed precision.
+        bn = CrossProcessBatchNorm2d(x.shape[1], dtype=_stats_dtype(x))
         with torch.no_grad():
             bn.weight.copy_(weight)
             bn.bias.copy_(bias)
@@ -308,11 +334,16 @@ def _worker(rank: int, world: int, port: int, outdir: str, sizes: Sequence[int],
         dist.destroy_process_group()
 
 
-def spawn_check(sizes: Sequence[int] = (2, 4), steps: int = 2, timeout_s: float = 60.0) -> list[dict]:
+def spawn_check(
+    sizes: Sequence[int] = (2, 4), steps: int = 2, timeout_s: float = 60.0, dtype: torch.dtype = torch.float64
+) -> list[dict]:
     """Run :class:`CrossProcessBatchNorm2d` in ``len(sizes)`` local processes (gloo, 127.0.0.1).
 
     Process ``k`` holds ``sizes[k]`` samples of :func:`make_problem`'s batch
-    and runs ``steps`` training steps (forward, backward).  Returns one dict
+    and runs ``steps`` training steps (forward, backward); a size may be 0
+    (that process contributes nothing to the statistics, and still takes part
+    in every collective).  ``dtype`` is the input's (float16 and bfloat16 run
+    with float32 parameters and buffers; otherwise they share it).  Returns one dict
     per process with ``y``, ``dx``, ``dweight``, ``dbias`` (first step),
     ``running_mean``, ``running_var`` (after all steps) and ``comm``.
 
@@ -327,7 +358,7 @@ def spawn_check(sizes: Sequence[int] = (2, 4), steps: int = 2, timeout_s: float 
     with tempfile.TemporaryDirectory(prefix="normlib-xbn-") as outdir:
         ctx = mp.start_processes(
             _worker,
-            args=(world, free_port(), outdir, tuple(int(s) for s in sizes), steps, timeout_s),
+            args=(world, free_port(), outdir, tuple(int(s) for s in sizes), steps, timeout_s, dtype),
             nprocs=world,
             join=False,
             start_method="spawn",
