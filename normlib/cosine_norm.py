@@ -92,10 +92,39 @@ def cosine_conv2d(input: Tensor, weight: Tensor, stride: int = 1, padding: int =
     return dots / patch_sq.clamp_min(0).sqrt().clamp_min(eps)
 
 
-class CosineLinear(nn.Module):
-    """A Linear layer without bias whose outputs are ``cos(w_j, x)``; see :func:`cosine_linear`.
+class CosineLinear(chk.NoTorchScript, nn.Module):
+    r"""A Linear layer without bias whose outputs are cosines, :math:`y_j = \cos(\mathbf w_j, \mathbf x)`.
 
-    Parameter ``weight`` of shape ``(out_features, in_features)``, initialized as ``nn.Linear``'s.
+    .. math::
+        y_j = \frac{\mathbf w_j \cdot \mathbf x}{\max(\lVert \mathbf w_j\rVert, \epsilon)\,
+              \max(\lVert \mathbf x\rVert, \epsilon)} \in [-1, 1]
+
+    The norms are L2 norms over the ``in_features`` axis of one sample (x) and of
+    one output unit's weights (:math:`\mathbf w_j`); no statistic is taken over a
+    batch, so training and eval compute the same thing (no estimator, no
+    momentum).  The arithmetic is :func:`cosine_linear`.
+
+    Args:
+        in_features: size of each input sample's last axis.
+        out_features: number of output units (cosines).
+        eps: the lower clamp of both norms (a zero vector gives 0, not NaN).
+            Default: ``1e-8``.
+
+    Parameter ``weight`` of shape ``(out_features, in_features)``, initialized as
+    ``nn.Linear``'s.
+
+    Shape:
+        - Input: :math:`(*, H_{in})` with :math:`H_{in}` = ``in_features``
+        - Output: :math:`(*, H_{out})` with :math:`H_{out}` = ``out_features``
+
+    Examples::
+
+        >>> m = CosineLinear(4, 2)
+        >>> x = torch.randn(3, 4)
+        >>> bool((m(x).abs() <= 1 + 1e-6).all())
+        True
+        >>> torch.allclose(m(x), m(100.0 * x))                 # blind to the input's scale
+        True
     """
 
     def __init__(self, in_features: int, out_features: int, eps: float = 1e-8) -> None:
@@ -114,8 +143,43 @@ class CosineLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, eps={self.eps}"
 
 
-class CosineConv2d(nn.Module):
-    """A Conv2d layer without bias whose outputs are cosines with patches; see :func:`cosine_conv2d`."""
+class CosineConv2d(chk.NoTorchScript, nn.Module):
+    r"""A Conv2d layer without bias whose outputs are cosines of each kernel with each patch.
+
+    .. math::
+        y_{n,j,h,w} = \frac{\mathbf w_j \cdot \mathbf p_{n,h,w}}{\max(\lVert \mathbf w_j\rVert, \epsilon)\,
+                      \max(\lVert \mathbf p_{n,h,w}\rVert, \epsilon)}
+
+    where :math:`\mathbf p_{n,h,w}` is the receptive-field patch of sample ``n``
+    under output position ``(h, w)`` (all input channels, ``kernel_size²``
+    positions) and :math:`\mathbf w_j` the ``j``-th kernel.  No statistic is taken
+    over a batch (no estimator, no momentum).  The arithmetic is
+    :func:`cosine_conv2d`.
+
+    Args:
+        in_channels: :math:`C_{in}`.
+        out_channels: :math:`C_{out}`, the number of kernels.
+        kernel_size: side of the square kernel.
+        stride: as ``nn.Conv2d``'s. Default: ``1``.
+        padding: zero padding, as ``nn.Conv2d``'s. Default: ``0``.
+        eps: the lower clamp of both norms. Default: ``1e-8``.
+
+    Parameter ``weight`` of shape ``(C_out, C_in, kernel_size, kernel_size)``,
+    initialized as ``nn.Conv2d``'s.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H, W)`
+        - Output: :math:`(N, C_{out}, H_{out}, W_{out})`, as ``nn.Conv2d`` with the same arguments
+
+    Examples::
+
+        >>> m = CosineConv2d(3, 2, kernel_size=3, padding=1)
+        >>> x = torch.randn(1, 3, 5, 5)
+        >>> m(x).shape
+        torch.Size([1, 2, 5, 5])
+        >>> torch.allclose(m(x), m(7.0 * x), atol=1e-6)        # blind to the patch's scale
+        True
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, eps: float = 1e-8) -> None:

@@ -214,29 +214,57 @@ class _CrossProcessBN(torch.autograd.Function):
         return dx, dweight, dbias, None, None, None
 
 
-class CrossProcessBatchNorm2d(nn.BatchNorm2d):
-    """Batch Norm whose training statistics are those of the batch over all processes.
+class CrossProcessBatchNorm2d(chk.NoTorchScript, nn.BatchNorm2d):
+    r"""Batch Norm whose training statistics are those of the batch over all processes.
 
-    Same arguments, parameters and buffers as ``torch.nn.BatchNorm2d`` (a
-    ``state_dict`` loads either way), plus ``process_group`` (default: the whole
-    world).  In training, each process summarizes its shard per channel as
-    ``(n_k, mean_k, M2_k)``; one ``all_gather`` brings every summary to every
-    process, where :func:`merge_all` gives the statistics of the whole batch,
-    exactly.  The backward pass needs ``Σ dy`` and ``Σ dy·x̂`` over the whole
-    batch: one ``all_reduce`` of ``2·C`` numbers.  Gradients of ``weight`` and
-    ``bias`` are each process's own share (a data-parallel wrapper sums or
-    averages them, as for any parameter).  Shards may have different sizes.
+    .. math::
+        y = \frac{x - \mathrm{E}_S[x]}{\sqrt{\mathrm{Var}_S[x] + \epsilon}}\,\gamma_c + \beta_c
+
+    S is one channel over :math:`(N, H, W)` of the *whole* batch, every process's
+    shard together.  Each process summarizes its shard per channel as
+    ``(n_k, mean_k, M2_k)``; one ``all_gather`` of ``3·C`` numbers brings every
+    summary to every process, where :func:`merge_all` gives the whole batch's
+    mean and *biased* variance exactly.  The backward pass needs ``Σ dy`` and
+    ``Σ dy·x̂`` over the whole batch: one ``all_reduce`` of ``2·C`` numbers.
+    Shards may have different sizes, including 0 (a process with no sample
+    contributes ``(0, 0, 0)``, the merge's identity, and still takes part in
+    both collectives).  A float16/bfloat16 input keeps its statistics in float32
+    and gets its output and gradient in its own dtype.
+
+    The running estimates follow PyTorch's rule with the whole batch's *unbiased*
+    variance: :math:`\hat\mu \leftarrow (1 - m)\,\hat\mu + m\,\mathrm{E}_S[x]`,
+    :math:`\hat\sigma^2 \leftarrow (1 - m)\,\hat\sigma^2 + m\,\tfrac{|S|}{|S|-1}\mathrm{Var}_S[x]`,
+    :math:`m` = ``momentum`` (``None``: the cumulative average :math:`m = 1/t`).
+    Gradients of ``weight`` and ``bias`` are each process's own share (a
+    data-parallel wrapper sums or averages them, as for any parameter).  In
+    eval, or when ``torch.distributed`` is not initialized, it is ordinary Batch
+    Norm: the forward of :class:`normlib.nn.BatchNorm2d`.
+
+    Args:
+        num_features, eps, momentum, affine, track_running_stats, device, dtype:
+            as ``torch.nn.BatchNorm2d`` (a ``state_dict`` loads either way).
+        process_group: the processes whose shards form the batch (keyword only).
+            Default: ``None``, the whole world.
 
     ``comm`` records ``(collective, bytes sent by this process)`` for every call.
-    In eval, or when ``torch.distributed`` is not initialized, it is ordinary
-    Batch Norm: the forward of :class:`normlib.nn.BatchNorm2d` (the same
-    bookkeeping as PyTorch's: ``momentum=None`` is a cumulative average,
-    ``num_batches_tracked`` counts training batches, ``track_running_stats=False``
-    always uses batch statistics, eval uses batch statistics only when there
-    are no running buffers).
+
+    Shape:
+        - Input: :math:`(N_k, C, H, W)`, this process's shard (:math:`N_k` may be 0)
+        - Output: the input's shape
 
     Raises ``ValueError`` (from the checks) for a non-4-D input or a channel
-    count other than ``num_features``.
+    count other than ``num_features``, and on every process when the whole
+    batch has a single value per channel.
+
+    Examples::
+
+        >>> m = CrossProcessBatchNorm2d(3)                      # no process group: plain Batch Norm
+        >>> x = torch.randn(4, 3, 2, 2)
+        >>> torch.allclose(m(x), torch.nn.BatchNorm2d(3)(x), atol=1e-5)
+        True
+        >>> a, b = shard_stats(x[:1], (0, 2, 3)), shard_stats(x[1:], (0, 2, 3))  # two shards' summaries
+        >>> torch.allclose(merge(a, b).var, x.var(dim=(0, 2, 3), unbiased=False), atol=1e-6)
+        True
     """
 
     def __init__(self, *args, process_group=None, **kwargs) -> None:

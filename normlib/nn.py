@@ -441,8 +441,8 @@ class GroupNorm(NormModule):
     S is one group of :math:`C/G` consecutive channels of one sample, over every
     position (:func:`normlib.sets.group_set`), with the *biased* variance.
     :math:`G = 1` is Layer Norm over :math:`(C, *)` with per-channel affine,
-    :math:`G = C` is Instance Norm.  No running statistics: training and eval
-    compute the same thing.  γ and β are *per channel*, not per group.  The
+    :math:`G = C` is Instance Norm.  No running statistics (so no momentum):
+    training and eval compute the same thing.  γ and β are *per channel*, not per group.  The
     arithmetic is :func:`normlib.functional.group_norm`.
 
     Args:

@@ -106,12 +106,39 @@ def weight_norm_weight(v: Tensor, g: Tensor, dim: int | None = 0, eps: float = 1
     return v * (g / _norm_except_dim(v, d).clamp_min(eps))
 
 
-class WeightNorm(nn.Module):
-    """The parametrization ``(g, v) ↦ g · v / ||v||`` registered on a module's weight.
+class WeightNorm(chk.NoTorchScript, nn.Module):
+    r"""The parametrization :math:`(g, \mathbf v) \mapsto g\,\mathbf v / \lVert \mathbf v\rVert` on a module's weight.
 
-    ``right_inverse(w)`` returns ``(||w||, w)`` (norms over every axis but ``dim``), so
-    registering it leaves the layer's function unchanged: ``g`` starts at the weight's
-    norms and ``v`` at the weight itself, as in PyTorch.
+    .. math::
+        \mathbf w = g\,\frac{\mathbf v}{\max(\lVert \mathbf v\rVert, \epsilon)}
+
+    The norm runs over S = every axis of the weight but ``dim`` (one length
+    :math:`g` per output unit or channel for ``dim=0``), or over the whole tensor
+    for ``dim=None``.  The statistic is the weight's, not a batch's: no
+    estimator, no running statistics, no momentum.  Registered by
+    :func:`weight_norm`; the arithmetic is :func:`weight_norm_weight`.
+
+    ``right_inverse(w)`` returns ``(||w||, w)``, so registering it leaves the
+    layer's function unchanged: ``g`` starts at the weight's norms and ``v`` at
+    the weight itself, as in PyTorch.
+
+    Args:
+        dim: the axis that keeps one length per slice, or ``None`` for one
+            length in all (``-1`` is rejected: see the module docstring).
+            Default: ``0``.
+        eps: the lower clamp of :math:`\lVert \mathbf v\rVert`. Default: ``1e-12``.
+
+    Shape:
+        - ``weight_g``: the weight's shape with every axis but ``dim`` of size 1
+          (``()`` for ``dim=None``)
+        - ``weight_v``, output: the weight's shape
+
+    Examples::
+
+        >>> wn = WeightNorm(dim=0)
+        >>> g, v = wn.right_inverse(torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
+        >>> g.flatten().tolist(), wn(g, v).tolist()              # the weight, unchanged
+        ([5.0, 2.0], [[3.0, 4.0], [0.0, 2.0]])
     """
 
     def __init__(self, dim: int | None = 0, eps: float = 1e-12) -> None:
