@@ -171,7 +171,7 @@ def _all_gather_stats(x: Tensor, axes: tuple[int, ...], group, log: _CommLog) ->
     gathered = [torch.empty_like(packed) for _ in range(dist.get_world_size(group))]
     log.add("all_gather", packed)
     dist.all_gather(gathered, packed, group=group)
-    return merge_all([Stats(int(g[0, 0].item()), g[1], g[2]) for g in gathered])
+    return merge_all([Stats(int(count[0].item()), mean, m2) for count, mean, m2 in gathered])
 
 
 class _CrossProcessBN(torch.autograd.Function):
@@ -273,6 +273,7 @@ class CrossProcessBatchNorm2d(chk.NoTorchScript, nn.BatchNorm2d):
         self.comm = _CommLog()
 
     # The input checks of normlib.nn.BatchNorm2d (messages name this class).
+    _input_ndims = nnn.BatchNorm2d._input_ndims
     _check_input_dim = nnn.BatchNorm2d._check_input_dim
     _check_channels = nnn.BatchNorm2d._check_channels
 

@@ -209,8 +209,11 @@ class _NormBase(NormModule):
         self.reset_running_stats()
         self._reset_affine()
 
+    #: The input ranks a subclass accepts (PyTorch's _check_input_dim).
+    _input_ndims: tuple[int, ...] = ()
+
     def _check_input_dim(self, input: Tensor) -> None:
-        raise NotImplementedError
+        chk.check_ndim(input, type(self).__name__, self._input_ndims)
 
     def _check_channels(self, input: Tensor, dim: int) -> None:
         if input.shape[dim] != self.num_features:
@@ -245,59 +248,51 @@ class _BatchNorm(_NormBase):
         chk.check_array(input, type(self).__name__)
         self._check_input_dim(input)
         self._check_channels(input, 1)
-        factor = 0.0 if self.momentum is None else self.momentum
-        count = self.training and self.track_running_stats and self.num_batches_tracked is not None
-        if count and self.momentum is None:
+        counts_batch = self.training and self.track_running_stats and self.num_batches_tracked is not None
+        if counts_batch and self.momentum is None:
             # momentum=None: cumulative moving average, weight 1/t for batch t
-            factor = 1.0 / float(self.num_batches_tracked + 1)
+            update_factor = 1.0 / float(self.num_batches_tracked + 1)
+        else:
+            update_factor = 0.0 if self.momentum is None else self.momentum
         # Batch statistics in training, and in eval when no running statistics exist.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        keep = not self.training or self.track_running_stats
+        # Training with track_running_stats=False leaves existing buffers untouched (PyTorch's rule).
+        pass_buffers = not self.training or self.track_running_stats
         out = F.batch_norm(
             input,
-            self.running_mean if keep else None,
-            self.running_var if keep else None,
+            self.running_mean if pass_buffers else None,
+            self.running_var if pass_buffers else None,
             self.weight,
             self.bias,
             use_batch_stats,
-            factor,
+            update_factor,
             self.eps,
         )
         # Counted only once F.batch_norm has accepted the input: a call that
         # raises leaves num_batches_tracked (and the running statistics) as they were.
-        if count:
+        if counts_batch:
             self.num_batches_tracked.add_(1)
         return out
 
 
 class BatchNorm1d(_BatchNorm):
-    __doc__ = _BATCH_NORM_DOC.format(
-        name="BatchNorm1d", rank="2D or 3D", shape=":math:`(N, C)` or :math:`(N, C, L)`",
-        over=":math:`(N)` or :math:`(N, L)`", positions=" and every position along L", example="4, 3, 5",
-    )
-
-    def _check_input_dim(self, input: Tensor) -> None:
-        chk.check_ndim(input, type(self).__name__, (2, 3))
+    __doc__ = _BATCH_NORM_DOC.format(name="BatchNorm1d", rank="2D or 3D", example="4, 3, 5",
+                                     shape=":math:`(N, C)` or :math:`(N, C, L)`",
+                                     over=":math:`(N)` or :math:`(N, L)`", positions=" and every position along L")
+    _input_ndims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
-    __doc__ = _BATCH_NORM_DOC.format(
-        name="BatchNorm2d", rank="4D", shape=":math:`(N, C, H, W)`",
-        over=":math:`(N, H, W)`", positions=" and every pixel", example="4, 3, 5, 5",
-    )
-
-    def _check_input_dim(self, input: Tensor) -> None:
-        chk.check_ndim(input, type(self).__name__, (4,))
+    __doc__ = _BATCH_NORM_DOC.format(name="BatchNorm2d", rank="4D", example="4, 3, 5, 5", shape=":math:`(N, C, H, W)`",
+                                     over=":math:`(N, H, W)`", positions=" and every pixel")
+    _input_ndims = (4,)
 
 
 class BatchNorm3d(_BatchNorm):
-    __doc__ = _BATCH_NORM_DOC.format(
-        name="BatchNorm3d", rank="5D", shape=":math:`(N, C, D, H, W)`",
-        over=":math:`(N, D, H, W)`", positions=" and every voxel", example="2, 3, 2, 3, 3",
-    )
-
-    def _check_input_dim(self, input: Tensor) -> None:
-        chk.check_ndim(input, type(self).__name__, (5,))
+    __doc__ = _BATCH_NORM_DOC.format(name="BatchNorm3d", rank="5D", example="2, 3, 2, 3, 3",
+                                     shape=":math:`(N, C, D, H, W)`", over=":math:`(N, D, H, W)`",
+                                     positions=" and every voxel")
+    _input_ndims = (5,)
 
 
 class _InstanceNorm(_NormBase):
@@ -344,26 +339,20 @@ class _InstanceNorm(_NormBase):
 
 
 class InstanceNorm1d(_InstanceNorm):
-    __doc__ = _INSTANCE_NORM_DOC.format(
-        name="InstanceNorm1d", rank="3D", shape=":math:`(N, C, L)`", unbatched=":math:`(C, L)`",
-        positions="positions along L", example="4, 3, 6",
-    )
+    __doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm1d", rank="3D", example="4, 3, 6", shape=":math:`(N, C, L)`",
+                                        unbatched=":math:`(C, L)`", positions="positions along L")
     _no_batch_dim = 2
 
 
 class InstanceNorm2d(_InstanceNorm):
-    __doc__ = _INSTANCE_NORM_DOC.format(
-        name="InstanceNorm2d", rank="4D", shape=":math:`(N, C, H, W)`", unbatched=":math:`(C, H, W)`",
-        positions="pixels", example="4, 3, 5, 5",
-    )
+    __doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm2d", rank="4D", example="4, 3, 5, 5",
+                                        shape=":math:`(N, C, H, W)`", unbatched=":math:`(C, H, W)`", positions="pixels")
     _no_batch_dim = 3
 
 
 class InstanceNorm3d(_InstanceNorm):
-    __doc__ = _INSTANCE_NORM_DOC.format(
-        name="InstanceNorm3d", rank="5D", shape=":math:`(N, C, D, H, W)`", unbatched=":math:`(C, D, H, W)`",
-        positions="voxels", example="2, 3, 2, 3, 3",
-    )
+    __doc__ = _INSTANCE_NORM_DOC.format(name="InstanceNorm3d", rank="5D", example="2, 3, 2, 3, 3", positions="voxels",
+                                        shape=":math:`(N, C, D, H, W)`", unbatched=":math:`(C, D, H, W)`")
     _no_batch_dim = 4
 
 

@@ -82,7 +82,7 @@ class WSConv2d(chk.NoTorchScript, nn.Conv2d):
     Norm in Big Transfer), which restores the scale.
 
     Args:
-        *args, **kwargs: ``nn.Conv2d``'s (``in_channels``, ``out_channels``,
+        \*args, \*\*kwargs: ``nn.Conv2d``'s (``in_channels``, ``out_channels``,
             ``kernel_size``, ``stride``, ``padding``, ``bias``, ...); the
             ``state_dict`` is ``nn.Conv2d``'s.
         ws_eps: added to each filter's variance (keyword only). Default: ``1e-5``.
