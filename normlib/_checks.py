@@ -230,6 +230,14 @@ def check_nonempty_shape(num_dims: int, op: str, given: Any) -> None:
         raise ValueError(f"{op}: normalized_shape must have at least one dimension, got {given!r}")
 
 
+def check_channels(x: Array, num_channels: int, op: str, dim: int = 1) -> None:
+    """A module built for ``num_channels`` channels gets an input with that many at ``dim``."""
+    if x.shape[dim] != num_channels:
+        raise ValueError(
+            f"{op}: expected input with {num_channels} channels at dim {dim}, got input of shape {shape_of(x)}"
+        )
+
+
 def check_more_than_one(count: int, op: str, x: Array, what: str = "value per channel") -> None:
     """Training statistics need |S| > 1: one value has no spread to normalize by."""
     if count <= 1:

@@ -216,11 +216,7 @@ class _NormBase(NormModule):
         chk.check_ndim(input, type(self).__name__, self._input_ndims)
 
     def _check_channels(self, input: Tensor, dim: int) -> None:
-        if input.shape[dim] != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}: expected input with {self.num_features} channels at dim {dim}, "
-                f"got input of shape {list(input.shape)}"
-            )
+        chk.check_channels(input, self.num_features, type(self).__name__, dim)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs) -> None:
         # As PyTorch: a state_dict saved before version 2 (or without metadata) may lack
@@ -483,11 +479,9 @@ class GroupNorm(NormModule):
         self._register_affine((num_channels,), affine, bias, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
-        if input.ndim >= 2 and input.shape[1] != self.num_channels:
-            raise ValueError(
-                f"GroupNorm: expected input with {self.num_channels} channels at dim 1, "
-                f"got input of shape {list(input.shape)}"
-            )
+        chk.check_array(input, "group_norm")  # before reading input.ndim (a list has none)
+        if input.ndim >= 2:  # fewer dimensions: group_norm's own message says so
+            chk.check_channels(input, self.num_channels, "GroupNorm")
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
