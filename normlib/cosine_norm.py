@@ -27,11 +27,11 @@ from . import _checks as chk
 __all__ = ["cosine_linear", "cosine_conv2d", "CosineLinear", "CosineConv2d"]
 
 
-def _check_tensor(t: Tensor, name: str, op: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{op}: expected {name} to be a torch.Tensor, got {type(t).__name__}")
-    if not t.dtype.is_floating_point:
-        raise TypeError(f"{op}: expected a floating-point {name}, got dtype {t.dtype} for {name} of shape {list(t.shape)}")
+def _check_operands(input: Tensor, weight: Tensor, eps: float, op: str) -> None:
+    """Both operands floating-point tensors, ``eps`` valid: the checks both ops share."""
+    chk.check_array(input, op, "input", torch_only=True)
+    chk.check_array(weight, op, "weight", torch_only=True)
+    chk.check_eps(eps, op)
 
 
 def cosine_linear(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
@@ -48,9 +48,7 @@ def cosine_linear(input: Tensor, weight: Tensor, eps: float = 1e-8) -> Tensor:
     [[0.3333333432674408]]
     """
     op = "cosine_linear"
-    _check_tensor(input, "input", op)
-    _check_tensor(weight, "weight", op)
-    chk.check_eps(eps, op)
+    _check_operands(input, weight, eps, op)
     if weight.ndim != 2:
         raise ValueError(f"{op}: expected a 2-D weight (out_features, in_features), got weight of shape {list(weight.shape)}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
@@ -77,9 +75,7 @@ def cosine_conv2d(input: Tensor, weight: Tensor, stride: int = 1, padding: int =
     a weight that is not 4-D, a channel mismatch, or ``eps <= 0``.
     """
     op = "cosine_conv2d"
-    _check_tensor(input, "input", op)
-    _check_tensor(weight, "weight", op)
-    chk.check_eps(eps, op)
+    _check_operands(input, weight, eps, op)
     if input.ndim != 4:
         raise ValueError(f"{op}: expected 4D input (N, C, H, W) (got {input.ndim}D input of shape {list(input.shape)})")
     if weight.ndim != 4:
@@ -96,10 +92,39 @@ def cosine_conv2d(input: Tensor, weight: Tensor, stride: int = 1, padding: int =
     return dots / patch_sq.clamp_min(0).sqrt().clamp_min(eps)
 
 
-class CosineLinear(nn.Module):
-    """A Linear layer without bias whose outputs are ``cos(w_j, x)``; see :func:`cosine_linear`.
+class CosineLinear(chk.NoTorchScript, nn.Module):
+    r"""A Linear layer without bias whose outputs are cosines, :math:`y_j = \cos(\mathbf w_j, \mathbf x)`.
 
-    Parameter ``weight`` of shape ``(out_features, in_features)``, initialized as ``nn.Linear``'s.
+    .. math::
+        y_j = \frac{\mathbf w_j \cdot \mathbf x}{\max(\lVert \mathbf w_j\rVert, \epsilon)\,
+              \max(\lVert \mathbf x\rVert, \epsilon)} \in [-1, 1]
+
+    The norms are L2 norms over the ``in_features`` axis of one sample (x) and of
+    one output unit's weights (:math:`\mathbf w_j`); no statistic is taken over a
+    batch, so training and eval compute the same thing (no estimator, no
+    momentum).  The arithmetic is :func:`cosine_linear`.
+
+    Args:
+        in_features: size of each input sample's last axis.
+        out_features: number of output units (cosines).
+        eps: the lower clamp of both norms (a zero vector gives 0, not NaN).
+            Default: ``1e-8``.
+
+    Parameter ``weight`` of shape ``(out_features, in_features)``, initialized as
+    ``nn.Linear``'s.
+
+    Shape:
+        - Input: :math:`(*, H_{in})` with :math:`H_{in}` = ``in_features``
+        - Output: :math:`(*, H_{out})` with :math:`H_{out}` = ``out_features``
+
+    Examples::
+
+        >>> m = CosineLinear(4, 2)
+        >>> x = torch.randn(3, 4)
+        >>> bool((m(x).abs() <= 1 + 1e-6).all())
+        True
+        >>> torch.allclose(m(x), m(100.0 * x))                 # blind to the input's scale
+        True
     """
 
     def __init__(self, in_features: int, out_features: int, eps: float = 1e-8) -> None:
@@ -118,8 +143,43 @@ class CosineLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, eps={self.eps}"
 
 
-class CosineConv2d(nn.Module):
-    """A Conv2d layer without bias whose outputs are cosines with patches; see :func:`cosine_conv2d`."""
+class CosineConv2d(chk.NoTorchScript, nn.Module):
+    r"""A Conv2d layer without bias whose outputs are cosines of each kernel with each patch.
+
+    .. math::
+        y_{n,j,h,w} = \frac{\mathbf w_j \cdot \mathbf p_{n,h,w}}{\max(\lVert \mathbf w_j\rVert, \epsilon)\,
+                      \max(\lVert \mathbf p_{n,h,w}\rVert, \epsilon)}
+
+    where :math:`\mathbf p_{n,h,w}` is the receptive-field patch of sample ``n``
+    under output position ``(h, w)`` (all input channels, ``kernel_size²``
+    positions) and :math:`\mathbf w_j` the ``j``-th kernel.  No statistic is taken
+    over a batch (no estimator, no momentum).  The arithmetic is
+    :func:`cosine_conv2d`.
+
+    Args:
+        in_channels: :math:`C_{in}`.
+        out_channels: :math:`C_{out}`, the number of kernels.
+        kernel_size: side of the square kernel.
+        stride: as ``nn.Conv2d``'s. Default: ``1``.
+        padding: zero padding, as ``nn.Conv2d``'s. Default: ``0``.
+        eps: the lower clamp of both norms. Default: ``1e-8``.
+
+    Parameter ``weight`` of shape ``(C_out, C_in, kernel_size, kernel_size)``,
+    initialized as ``nn.Conv2d``'s.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H, W)`
+        - Output: :math:`(N, C_{out}, H_{out}, W_{out})`, as ``nn.Conv2d`` with the same arguments
+
+    Examples::
+
+        >>> m = CosineConv2d(3, 2, kernel_size=3, padding=1)
+        >>> x = torch.randn(1, 3, 5, 5)
+        >>> m(x).shape
+        torch.Size([1, 2, 5, 5])
+        >>> torch.allclose(m(x), m(7.0 * x), atol=1e-6)        # blind to the patch's scale
+        True
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, eps: float = 1e-8) -> None:

@@ -148,6 +148,32 @@ class _CommLog:
         self.calls.append((kind, t.numel() * t.element_size()))
 
 
+def _stats_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the statistics are kept and sent in: float32 for a half-precision input (as
+    PyTorch's kernels accumulate), the input's own dtype otherwise."""
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _all_gather_stats(x: Tensor, axes: tuple[int, ...], group, log: _CommLog) -> Stats:
+    """The whole batch's per-channel ``Stats``: this shard's ``(n, mean, M2)`` sent to every
+    process by one ``all_gather`` of ``3·C`` numbers, then :func:`merge_all`.
+
+    An empty shard (``n = 0``) sends ``(0, 0, 0)``, the identity of the merge, so
+    every process reaches the collective whatever its batch size.
+    """
+    C = x.shape[1]
+    dtype = _stats_dtype(x)
+    if x.numel() == 0:
+        local = Stats(0, torch.zeros(C, dtype=dtype, device=x.device), torch.zeros(C, dtype=dtype, device=x.device))
+    else:
+        local = shard_stats(x.to(dtype), axes)
+    packed = torch.stack([torch.full((C,), float(local.count), dtype=dtype, device=x.device), local.mean, local.m2])
+    gathered = [torch.empty_like(packed) for _ in range(dist.get_world_size(group))]
+    log.add("all_gather", packed)
+    dist.all_gather(gathered, packed, group=group)
+    return merge_all([Stats(int(count[0].item()), mean, m2) for count, mean, m2 in gathered])
+
+
 class _CrossProcessBN(torch.autograd.Function):
     """Forward: gather ``(n, mean, M2)`` per channel from every worker and merge them;
     backward: all-reduce ``(Σ dy, Σ dy·x̂)`` per channel."""
@@ -156,13 +182,7 @@ class _CrossProcessBN(torch.autograd.Function):
     def forward(ctx, x, weight, bias, eps, group, log):  # type: ignore[override]
         C = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))
-        local = shard_stats(x, axes)
-        packed = torch.stack([torch.full((C,), float(local.count), dtype=x.dtype), local.mean, local.m2])
-        world = dist.get_world_size(group)
-        gathered = [torch.empty_like(packed) for _ in range(world)]
-        log.add("all_gather", packed)
-        dist.all_gather(gathered, packed, group=group)
-        total = merge_all([Stats(int(g[0, 0].item()), g[1], g[2]) for g in gathered])
+        total = _all_gather_stats(x, axes, group, log)
         view = (1, C) + (1,) * (x.ndim - 2)
         rstd = (total.var + eps).rsqrt()
         x_hat = (x - total.mean.reshape(view)) * rstd.reshape(view)
@@ -172,12 +192,13 @@ class _CrossProcessBN(torch.autograd.Function):
         ctx.save_for_backward(x_hat, rstd, weight)
         ctx.count, ctx.axes, ctx.group, ctx.log = total.count, axes, group, log
         ctx.mark_non_differentiable(total.mean)
-        return y, total.mean.detach(), total.var_unbiased.detach(), torch.tensor(total.count)
+        return y.to(x.dtype), total.mean.detach(), total.var_unbiased.detach(), torch.tensor(total.count)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dy, _dmean, _dvar, _dcount):  # type: ignore[override]
         x_hat, rstd, weight = ctx.saved_tensors
+        dy_dtype, dy = dy.dtype, dy.to(x_hat.dtype)  # sums in the statistics' dtype (float32 for half)
         C = dy.shape[1]
         view = (1, C) + (1,) * (dy.ndim - 2)
         sums = torch.stack([dy.sum(dim=ctx.axes), (dy * x_hat).sum(dim=ctx.axes)])  # (2, C), local
@@ -187,34 +208,63 @@ class _CrossProcessBN(torch.autograd.Function):
         n = ctx.count
         k = rstd if weight is None else weight * rstd
         dx = k.reshape(view) * (dy - (sums[0] / n).reshape(view) - x_hat * (sums[1] / n).reshape(view))
+        dx = dx.to(dy_dtype)  # a half-precision input gets a half-precision gradient
         if weight is None:
             return dx, None, None, None, None, None
         return dx, dweight, dbias, None, None, None
 
 
-class CrossProcessBatchNorm2d(nn.BatchNorm2d):
-    """Batch Norm whose training statistics are those of the batch over all processes.
+class CrossProcessBatchNorm2d(chk.NoTorchScript, nn.BatchNorm2d):
+    r"""Batch Norm whose training statistics are those of the batch over all processes.
 
-    Same arguments, parameters and buffers as ``torch.nn.BatchNorm2d`` (a
-    ``state_dict`` loads either way), plus ``process_group`` (default: the whole
-    world).  In training, each process summarizes its shard per channel as
-    ``(n_k, mean_k, M2_k)``; one ``all_gather`` brings every summary to every
-    process, where :func:`merge_all` gives the statistics of the whole batch,
-    exactly.  The backward pass needs ``Σ dy`` and ``Σ dy·x̂`` over the whole
-    batch: one ``all_reduce`` of ``2·C`` numbers.  Gradients of ``weight`` and
-    ``bias`` are each process's own share (a data-parallel wrapper sums or
-    averages them, as for any parameter).  Shards may have different sizes.
+    .. math::
+        y = \frac{x - \mathrm{E}_S[x]}{\sqrt{\mathrm{Var}_S[x] + \epsilon}}\,\gamma_c + \beta_c
+
+    S is one channel over :math:`(N, H, W)` of the *whole* batch, every process's
+    shard together.  Each process summarizes its shard per channel as
+    ``(n_k, mean_k, M2_k)``; one ``all_gather`` of ``3·C`` numbers brings every
+    summary to every process, where :func:`merge_all` gives the whole batch's
+    mean and *biased* variance exactly.  The backward pass needs ``Σ dy`` and
+    ``Σ dy·x̂`` over the whole batch: one ``all_reduce`` of ``2·C`` numbers.
+    Shards may have different sizes, including 0 (a process with no sample
+    contributes ``(0, 0, 0)``, the merge's identity, and still takes part in
+    both collectives).  A float16/bfloat16 input keeps its statistics in float32
+    and gets its output and gradient in its own dtype.
+
+    The running estimates follow PyTorch's rule with the whole batch's *unbiased*
+    variance: :math:`\hat\mu \leftarrow (1 - m)\,\hat\mu + m\,\mathrm{E}_S[x]`,
+    :math:`\hat\sigma^2 \leftarrow (1 - m)\,\hat\sigma^2 + m\,\tfrac{|S|}{|S|-1}\mathrm{Var}_S[x]`,
+    :math:`m` = ``momentum`` (``None``: the cumulative average :math:`m = 1/t`).
+    Gradients of ``weight`` and ``bias`` are each process's own share (a
+    data-parallel wrapper sums or averages them, as for any parameter).  In
+    eval, or when ``torch.distributed`` is not initialized, it is ordinary Batch
+    Norm: the forward of :class:`normlib.nn.BatchNorm2d`.
+
+    Args:
+        num_features, eps, momentum, affine, track_running_stats, device, dtype:
+            as ``torch.nn.BatchNorm2d`` (a ``state_dict`` loads either way).
+        process_group: the processes whose shards form the batch (keyword only).
+            Default: ``None``, the whole world.
 
     ``comm`` records ``(collective, bytes sent by this process)`` for every call.
-    In eval, or when ``torch.distributed`` is not initialized, it is ordinary
-    Batch Norm: the forward of :class:`normlib.nn.BatchNorm2d` (the same
-    bookkeeping as PyTorch's: ``momentum=None`` is a cumulative average,
-    ``num_batches_tracked`` counts training batches, ``track_running_stats=False``
-    always uses batch statistics, eval uses batch statistics only when there
-    are no running buffers).
+
+    Shape:
+        - Input: :math:`(N_k, C, H, W)`, this process's shard (:math:`N_k` may be 0)
+        - Output: the input's shape
 
     Raises ``ValueError`` (from the checks) for a non-4-D input or a channel
-    count other than ``num_features``.
+    count other than ``num_features``, and on every process when the whole
+    batch has a single value per channel.
+
+    Examples::
+
+        >>> m = CrossProcessBatchNorm2d(3)                      # no process group: plain Batch Norm
+        >>> x = torch.randn(4, 3, 2, 2)
+        >>> torch.allclose(m(x), torch.nn.BatchNorm2d(3)(x), atol=1e-5)
+        True
+        >>> a, b = shard_stats(x[:1], (0, 2, 3)), shard_stats(x[1:], (0, 2, 3))  # two shards' summaries
+        >>> torch.allclose(merge(a, b).var, x.var(dim=(0, 2, 3), unbiased=False), atol=1e-6)
+        True
     """
 
     def __init__(self, *args, process_group=None, **kwargs) -> None:
@@ -223,6 +273,7 @@ class CrossProcessBatchNorm2d(nn.BatchNorm2d):
         self.comm = _CommLog()
 
     # The input checks of normlib.nn.BatchNorm2d (messages name this class).
+    _input_ndims = nnn.BatchNorm2d._input_ndims
     _check_input_dim = nnn.BatchNorm2d._check_input_dim
     _check_channels = nnn.BatchNorm2d._check_channels
 
@@ -278,16 +329,20 @@ def make_problem(sizes: Sequence[int], channels: int = 3, hw: int = 4, offset: f
     return x, dy, weight, bias
 
 
-def _worker(rank: int, world: int, port: int, outdir: str, sizes: Sequence[int], steps: int, timeout_s: float) -> None:
+def _worker(
+    rank: int, world: int, port: int, outdir: str, sizes: Sequence[int], steps: int, timeout_s: float,
+    dtype: torch.dtype = torch.float64,
+) -> None:
     """One process of :func:`spawn_check`: join the group, run BN on its shard, save the results."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
     try:
-        x, dy, weight, bias = make_problem(sizes)
+        x, dy, weight, bias = (t.to(dtype) for t in make_problem(sizes))
         lo, hi = int(sum(sizes[:rank])), int(sum(sizes[: rank + 1]))
-        bn = CrossProcessBatchNorm2d(x.shape[1], dtype=torch.float64)
+        # Half-precision inputs with float32 parameters and buffers, as PyTorch's mixed precision.
+        bn = CrossProcessBatchNorm2d(x.shape[1], dtype=_stats_dtype(x))
         with torch.no_grad():
             bn.weight.copy_(weight)
             bn.bias.copy_(bias)
@@ -308,11 +363,16 @@ def _worker(rank: int, world: int, port: int, outdir: str, sizes: Sequence[int],
         dist.destroy_process_group()
 
 
-def spawn_check(sizes: Sequence[int] = (2, 4), steps: int = 2, timeout_s: float = 60.0) -> list[dict]:
+def spawn_check(
+    sizes: Sequence[int] = (2, 4), steps: int = 2, timeout_s: float = 60.0, dtype: torch.dtype = torch.float64
+) -> list[dict]:
     """Run :class:`CrossProcessBatchNorm2d` in ``len(sizes)`` local processes (gloo, 127.0.0.1).
 
     Process ``k`` holds ``sizes[k]`` samples of :func:`make_problem`'s batch
-    and runs ``steps`` training steps (forward, backward).  Returns one dict
+    and runs ``steps`` training steps (forward, backward); a size may be 0
+    (that process contributes nothing to the statistics, and still takes part
+    in every collective).  ``dtype`` is the input's (float16 and bfloat16 run
+    with float32 parameters and buffers; otherwise they share it).  Returns one dict
     per process with ``y``, ``dx``, ``dweight``, ``dbias`` (first step),
     ``running_mean``, ``running_var`` (after all steps) and ``comm``.
 
@@ -327,7 +387,7 @@ def spawn_check(sizes: Sequence[int] = (2, 4), steps: int = 2, timeout_s: float 
     with tempfile.TemporaryDirectory(prefix="normlib-xbn-") as outdir:
         ctx = mp.start_processes(
             _worker,
-            args=(world, free_port(), outdir, tuple(int(s) for s in sizes), steps, timeout_s),
+            args=(world, free_port(), outdir, tuple(int(s) for s in sizes), steps, timeout_s, dtype),
             nprocs=world,
             join=False,
             start_method="spawn",

@@ -108,13 +108,7 @@ def batch_norm(
     ([3.0], [7.0])
     """
     op = "batch_norm"
-    chk.check_array(input, op)
-    chk.check_min_ndim(input, op, 2)
-    chk.check_eps(eps, op)
-    chk.check_momentum(momentum, op, allow_none=False)
-    C = int(input.shape[1])
-    for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
-        chk.check_param(p, [C], name, op, input)
+    C = chk.check_stats_op(op, input, 2, eps, momentum, running_mean, running_var, weight, bias)
     view = lambda p: channel_view(p, input.ndim)  # noqa: E731
     S = batch_set()
     if training:
@@ -161,13 +155,7 @@ def instance_norm(
     element when using input statistics.
     """
     op = "instance_norm"
-    chk.check_array(input, op)
-    chk.check_min_ndim(input, op, 3)
-    chk.check_eps(eps, op)
-    chk.check_momentum(momentum, op, allow_none=False)
-    C = int(input.shape[1])
-    for name, p in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
-        chk.check_param(p, [C], name, op, input)
+    C = chk.check_stats_op(op, input, 3, eps, momentum, running_mean, running_var, weight, bias)
     view = lambda p: channel_view(p, input.ndim)  # noqa: E731
     if use_input_stats:
         S = instance_set()
@@ -250,11 +238,7 @@ def group_norm(
     chk.check_eps(eps, op)
     num_groups = chk.check_positive_int(num_groups, "num_groups", op)
     C = int(input.shape[1])
-    if C % num_groups:
-        raise ValueError(
-            f"{op}: Expected number of channels in input to be divisible by num_groups, "
-            f"but got input of shape {chk.shape_of(input)} and num_groups={num_groups}"
-        )
+    chk.check_groups_divide(C, num_groups, op, input.shape)
     chk.check_param(weight, [C], "weight", op, input)
     chk.check_param(bias, [C], "bias", op, input)
     view = lambda p: None if p is None else channel_view(p, input.ndim)  # noqa: E731

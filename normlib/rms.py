@@ -95,23 +95,44 @@ def rms_norm(
     return y
 
 
-class RMSNorm(nn.Module):
-    r"""RMSNorm over the trailing ``normalized_shape`` (``torch.nn.RMSNorm``'s arguments and state).
+class RMSNorm(chk.NoTorchScript, nn.Module):
+    r"""RMSNorm over the trailing ``normalized_shape`` axes, as ``torch.nn.RMSNorm``.
 
-    .. math::  y = x / \sqrt{\operatorname{mean}_S(x^2) + \epsilon} \odot \gamma
+    .. math::
+        y = \frac{x}{\sqrt{\mathrm{E}_S[x^2] + \epsilon}} \odot \gamma
+
+    S is Layer Norm's: the last :math:`D` = ``len(normalized_shape)`` axes of one
+    sample (:func:`normlib.sets.layer_set`).  The statistic is the mean square
+    (no mean subtracted, so no variance estimator to choose); there are no
+    running statistics and no momentum: training and eval compute the same
+    thing.  The arithmetic is :func:`rms_norm`.
 
     Args:
-        normalized_shape: int or sequence; the trailing shape S runs over.
-        eps: ``None`` (default) means machine epsilon of the computation dtype.
-        elementwise_affine: if true, a parameter ``weight`` of shape
-            ``normalized_shape`` initialised to ones (no bias: RMSNorm has none).
-        device, dtype: for the parameter.
+        normalized_shape: the trailing shape S runs over; an int means one axis.
+        eps: added to the mean square; ``None`` (default) means the machine
+            epsilon of the computation dtype (:func:`default_eps`, PyTorch's rule).
+        elementwise_affine: a learnable γ (``weight``, ones) of shape
+            ``normalized_shape`` (no bias: RMSNorm has none). Default: ``True``.
+        device, dtype: of the parameter. Default: torch's defaults.
 
     ``state_dict`` keys: ``['weight']`` (or none without affine), so a
     ``torch.nn.RMSNorm``'s state loads with ``strict=True`` and the reverse.
 
+    Shape:
+        - Input: :math:`(*, \text{normalized\_shape})`
+        - Output: the input's shape
+
     Raises ``ValueError`` for an empty or non-positive ``normalized_shape`` or
     ``eps`` ≤ 0 at construction; the input checks of :func:`rms_norm` at call time.
+
+    Examples::
+
+        >>> m = RMSNorm(4)
+        >>> x = torch.randn(2, 3, 4)
+        >>> torch.allclose(m(x), torch.nn.RMSNorm(4)(x), atol=1e-6)
+        True
+        >>> torch.allclose(m(5.0 * x), m(x), atol=1e-5)        # blind to the scale of x
+        True
     """
 
     def __init__(
@@ -126,8 +147,6 @@ class RMSNorm(nn.Module):
         if eps is not None:
             chk.check_eps(eps, "RMSNorm")
         shape = tuple(chk.as_shape(normalized_shape, "RMSNorm"))
-        if not shape:
-            raise ValueError(f"RMSNorm: normalized_shape must have at least one dimension, got {normalized_shape!r}")
         self.normalized_shape = shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_positive_int
+from ._checks import check_groups_divide, check_nonempty_shape, check_positive_int
 
 __all__ = [
     "StatSet",
@@ -83,11 +83,7 @@ class StatSet:
         if self.groups is None:
             return shape
         n, c, *rest = shape
-        if c % self.groups:
-            raise ValueError(
-                f"{self.name}: Expected number of channels in input to be divisible by num_groups, "
-                f"but got input of shape {list(shape)} and num_groups={self.groups}"
-            )
+        check_groups_divide(c, self.groups, self.name, shape)
         return (n, self.groups, c // self.groups, *rest)
 
     def reduce_axes(self, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -184,6 +180,5 @@ def group_set(num_groups: int) -> StatSet:
 
 def layer_set(num_trailing: int) -> StatSet:
     """Layer Norm: per sample, over the last ``num_trailing`` axes (``len(normalized_shape)``)."""
-    if num_trailing < 1:
-        raise ValueError(f"LayerNorm: normalized_shape must have at least one dimension, got {num_trailing}")
+    check_nonempty_shape(num_trailing, "LayerNorm", num_trailing)
     return StatSet("LayerNorm", over_batch=False, groups=None, start_dim=-int(num_trailing))

@@ -35,6 +35,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from . import _checks as chk
+
 __all__ = [
     "weight_norm_weight",
     "WeightNorm",
@@ -82,21 +84,18 @@ def weight_norm_weight(v: Tensor, g: Tensor, dim: int | None = 0, eps: float = 1
 
     Raises: ``TypeError`` for non-float ``v`` or ``g``; ``IndexError`` for ``dim`` out of
     range; ``ValueError`` for ``dim=-1`` (see the module docstring), a 0-D ``v``, ``g`` of
-    the wrong shape or ``eps <= 0``.
+    the wrong shape or an ``eps`` that is not a finite number > 0.
 
     >>> v = torch.tensor([[3.0, 4.0], [1.0, 0.0]]); g = torch.tensor([[2.0], [5.0]])
     >>> weight_norm_weight(v, g).tolist()
     [[1.2000000476837158, 1.600000023841858], [5.0, 0.0]]
     """
     op = "weight_norm"
-    for name, t in (("v", v), ("g", g)):
-        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
-            raise TypeError(f"{op}: expected {name} to be a floating-point torch.Tensor, got {type(t).__name__}"
-                            + (f" of dtype {t.dtype}" if isinstance(t, Tensor) else ""))
+    chk.check_array(v, op, "v", torch_only=True)
+    chk.check_array(g, op, "g", torch_only=True)
     if v.ndim == 0:
         raise ValueError(f"{op}: expected a weight v with at least 1 dimension, got a 0-D tensor")
-    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0):
-        raise ValueError(f"{op}: eps must be a number > 0, got eps={eps!r}")
+    chk.check_eps(eps, op)
     d = _check_dim(dim, v.ndim, op)
     expected = [] if d is None else [v.shape[a] if a == d else 1 for a in range(v.ndim)]
     if list(g.shape) != expected:
@@ -107,16 +106,44 @@ def weight_norm_weight(v: Tensor, g: Tensor, dim: int | None = 0, eps: float = 1
     return v * (g / _norm_except_dim(v, d).clamp_min(eps))
 
 
-class WeightNorm(nn.Module):
-    """The parametrization ``(g, v) ↦ g · v / ||v||`` registered on a module's weight.
+class WeightNorm(chk.NoTorchScript, nn.Module):
+    r"""The parametrization :math:`(g, \mathbf v) \mapsto g\,\mathbf v / \lVert \mathbf v\rVert` on a module's weight.
 
-    ``right_inverse(w)`` returns ``(||w||, w)`` (norms over every axis but ``dim``), so
-    registering it leaves the layer's function unchanged: ``g`` starts at the weight's
-    norms and ``v`` at the weight itself, as in PyTorch.
+    .. math::
+        \mathbf w = g\,\frac{\mathbf v}{\max(\lVert \mathbf v\rVert, \epsilon)}
+
+    The norm runs over S = every axis of the weight but ``dim`` (one length
+    :math:`g` per output unit or channel for ``dim=0``), or over the whole tensor
+    for ``dim=None``.  The statistic is the weight's, not a batch's: no
+    estimator, no running statistics, no momentum.  Registered by
+    :func:`weight_norm`; the arithmetic is :func:`weight_norm_weight`.
+
+    ``right_inverse(w)`` returns ``(||w||, w)``, so registering it leaves the
+    layer's function unchanged: ``g`` starts at the weight's norms and ``v`` at
+    the weight itself, as in PyTorch.
+
+    Args:
+        dim: the axis that keeps one length per slice, or ``None`` for one
+            length in all (``-1`` is rejected: see the module docstring).
+            Default: ``0``.
+        eps: the lower clamp of :math:`\lVert \mathbf v\rVert`. Default: ``1e-12``.
+
+    Shape:
+        - ``weight_g``: the weight's shape with every axis but ``dim`` of size 1
+          (``()`` for ``dim=None``)
+        - ``weight_v``, output: the weight's shape
+
+    Examples::
+
+        >>> wn = WeightNorm(dim=0)
+        >>> g, v = wn.right_inverse(torch.tensor([[3.0, 4.0], [0.0, 2.0]]))
+        >>> g.flatten().tolist(), wn(g, v).tolist()              # the weight, unchanged
+        ([5.0, 2.0], [[3.0, 4.0], [0.0, 2.0]])
     """
 
     def __init__(self, dim: int | None = 0, eps: float = 1e-12) -> None:
         super().__init__()
+        chk.check_eps(eps, "weight_norm")
         self.dim = dim
         self.eps = eps
 
@@ -195,6 +222,7 @@ def data_dependent_init(module: nn.Module, x: Tensor, name: str = "weight", eps:
     of the forward pass on ``x`` propagates.  On an error ``g`` and ``b`` are left unchanged.
     """
     op = "data_dependent_init"
+    chk.check_eps(eps, op)
     if not parametrize.is_parametrized(module, name) or not isinstance(
         module.parametrizations[name][0], WeightNorm
     ):

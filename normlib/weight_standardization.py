@@ -65,14 +65,41 @@ def standardize_weight(weight: Array, eps: float = 1e-5) -> Array:
     return w_hat
 
 
-class WSConv2d(nn.Conv2d):
-    """``torch.nn.Conv2d`` whose weight is standardized per output channel at every call.
+class WSConv2d(chk.NoTorchScript, nn.Conv2d):
+    r"""``torch.nn.Conv2d`` whose weight is standardized per output channel at every call.
 
-    Same constructor arguments and ``state_dict`` as ``nn.Conv2d`` plus
-    ``ws_eps`` (default 1e-5); the stored parameter is the raw weight ``W``,
-    the convolution uses :func:`standardize_weight` ``(W)``.  Because the
-    standardized filter has a fixed scale, WS is followed by a normalization
-    with an affine map (Group Norm in Big Transfer), which restores the scale.
+    .. math::
+        \hat W_o = \frac{W_o - \mathrm{E}_S[W_o]}{\sqrt{\mathrm{Var}_S[W_o] + \epsilon}}, \qquad
+        y = \hat W \star x + b
+
+    S is one output channel's filter, every axis but the first:
+    :math:`(C_{in}/\text{groups}, k_h, k_w)`, with the *biased* variance.  The
+    statistics are those of the weight, not of a batch: no estimator to choose
+    between training and eval, no running statistics, no momentum.  The stored
+    parameter is the raw weight :math:`W`; the convolution uses
+    :func:`standardize_weight` :math:`(W)`.  Because the standardized filter has
+    a fixed scale, WS is followed by a normalization with an affine map (Group
+    Norm in Big Transfer), which restores the scale.
+
+    Args:
+        \*args, \*\*kwargs: ``nn.Conv2d``'s (``in_channels``, ``out_channels``,
+            ``kernel_size``, ``stride``, ``padding``, ``bias``, ...); the
+            ``state_dict`` is ``nn.Conv2d``'s.
+        ws_eps: added to each filter's variance (keyword only). Default: ``1e-5``.
+
+    Shape:
+        - Input: :math:`(N, C_{in}, H, W)`
+        - Output: :math:`(N, C_{out}, H_{out}, W_{out})`, as ``nn.Conv2d``
+
+    Examples::
+
+        >>> import torch
+        >>> m = WSConv2d(3, 4, kernel_size=3, bias=False)
+        >>> w = standardize_weight(m.weight)
+        >>> bool(w.mean(dim=(1, 2, 3)).abs().max() < 1e-6)      # each filter: mean 0
+        True
+        >>> m(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 4, 6, 6])
     """
 
     def __init__(self, *args, ws_eps: float = 1e-5, **kwargs) -> None:

@@ -137,3 +137,41 @@ BAD = [(True, "True (bool)", TypeError), (3.0, "3.0 (float)", TypeError), (2.5, 
 def test_every_count_is_rejected_naming_where_what_and_the_value(where, name, make, value, shown, exc):
     with pytest.raises(exc, match=re.escape(f"{where}: {name} must be a positive integer, got {shown}")):
         make(value)
+
+
+# --------------------------------------------------------------------------- one checker per rule
+def test_group_divisibility_has_one_check_with_the_constructor_and_the_input_message():
+    from normlib._checks import check_groups_divide
+
+    with pytest.raises(ValueError, match=re.escape(
+            "GroupNorm: num_channels must be divisible by num_groups, got num_channels=4 and num_groups=3")):
+        check_groups_divide(4, 3, "GroupNorm")
+    with pytest.raises(ValueError, match=re.escape(
+            "group_norm: Expected number of channels in input to be divisible by num_groups, "
+            "but got input of shape [2, 4, 5] and num_groups=3")):
+        check_groups_divide(4, 3, "group_norm", (2, 4, 5))
+    check_groups_divide(6, 3, "group_norm", (2, 6, 5))  # divisible: silent
+
+
+@pytest.mark.parametrize("where,make,shown", [
+    ("LayerNorm", lambda: nl.LayerNorm([]), "[]"),
+    ("RMSNorm", lambda: RMSNorm(()), "()"),
+    ("layer_norm", lambda: nf.layer_norm(torch.randn(2, 3), []), "[]"),
+    ("rms_norm", lambda: nf.rms_norm(torch.randn(2, 3), ()), "[]"),
+    ("LayerNorm", lambda: __import__("normlib.sets", fromlist=["layer_set"]).layer_set(0), "0"),
+])
+def test_an_empty_normalized_shape_has_one_message_everywhere(where, make, shown):
+    with pytest.raises(ValueError, match=re.escape(f"{where}: normalized_shape must have at least one dimension, got {shown}")):
+        make()
+
+
+@pytest.mark.parametrize("value,message", [
+    ([1.0], "cosine_linear: expected weight to be a torch.Tensor, got list"),
+    (torch.ones(2, dtype=torch.int32), "cosine_linear: expected a floating-point weight, got dtype torch.int32 "
+                                       "for weight of shape [2]"),
+])
+def test_tensor_check_names_the_argument(value, message):
+    from normlib._checks import check_array
+
+    with pytest.raises(TypeError, match=re.escape(message)):
+        check_array(value, "cosine_linear", "weight", torch_only=True)

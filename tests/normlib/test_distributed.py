@@ -202,6 +202,51 @@ def test_two_processes_communicate_one_collective_each_way(two_process_run):
         assert r["comm"] == [("all_gather", 3 * C * bytes_per), ("all_reduce", 2 * C * bytes_per)] * 2
 
 
+def _batch_norm_on_the_whole_batch(sizes, dtype, steps=1):
+    """torch's BatchNorm2d on the concatenated batch of :func:`make_problem`, in ``dtype``
+    (float32 parameters for a half-precision input, as the workers)."""
+    x, dy, w, b = (t.to(dtype) for t in make_problem(sizes))
+    bn = torch.nn.BatchNorm2d(3, dtype=torch.float32 if dtype == torch.float16 else dtype)
+    with torch.no_grad():
+        bn.weight.copy_(w)
+        bn.bias.copy_(b)
+    for _ in range(steps):
+        xs = x.clone().requires_grad_()
+        y = bn(xs)
+        y.backward(dy)
+    return y.detach(), xs.grad, bn
+
+
+def test_an_empty_shard_contributes_nothing_and_every_process_finishes():
+    """Issue 16 item 6: a process with 0 samples took part in no collective (it raised before the
+    all_gather) and its peer died; now it sends (0, 0, 0) and the step succeeds on every rank."""
+    sizes = (0, 4)
+    res = spawn_check(sizes, steps=2, timeout_s=120)
+    y, dx, bn = _batch_norm_on_the_whole_batch(sizes, torch.float64, steps=2)
+    assert [r["y"].shape[0] for r in res] == list(sizes) and [r["dx"].shape[0] for r in res] == list(sizes)
+    torch.testing.assert_close(torch.cat([r["y"] for r in res]), y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.cat([r["dx"] for r in res]), dx, rtol=1e-10, atol=1e-12)
+    empty = res[sizes.index(0)]
+    assert not empty["dweight"].any() and not empty["dbias"].any()  # no values, no share of dγ, dβ
+    for r in res:  # every process, the empty one included, tracks the whole batch's statistics
+        torch.testing.assert_close(r["running_mean"], bn.running_mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(r["running_var"], bn.running_var, rtol=1e-12, atol=1e-12)
+
+
+def test_half_precision_input_comes_back_in_half_precision():
+    """Issue 16 item 6: float16 shards give float16 outputs and gradients (statistics in float32,
+    parameters and buffers float32, as torch's mixed precision), matching torch on the whole batch."""
+    res = spawn_check((2, 4), steps=1, timeout_s=120, dtype=torch.float16)
+    y, dx, bn = _batch_norm_on_the_whole_batch((2, 4), torch.float16)
+    assert all(r["y"].dtype == r["dx"].dtype == torch.float16 for r in res)
+    assert all(r["running_mean"].dtype == torch.float32 for r in res)
+    torch.testing.assert_close(torch.cat([r["y"] for r in res]).float(), y.float(), rtol=0, atol=2e-2)
+    torch.testing.assert_close(torch.cat([r["dx"] for r in res]).float(), dx.float(), rtol=0, atol=2e-2)
+    torch.testing.assert_close(res[0]["running_mean"], bn.running_mean, rtol=1e-3, atol=1e-3)
+    for r in res:  # 4 bytes per number: the statistics travel in float32
+        assert r["comm"] == [("all_gather", 3 * 3 * 4), ("all_reduce", 2 * 3 * 4)]
+
+
 def test_spawn_check_fails_fast_instead_of_hanging():
     with pytest.raises(RuntimeError, match="spawn_check"):
-        spawn_check((2, 0), steps=1, timeout_s=60)  # a shard of 0 samples: that worker raises
+        spawn_check((0, 0), steps=1, timeout_s=60)  # no sample anywhere: every worker raises

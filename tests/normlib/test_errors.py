@@ -512,3 +512,126 @@ def test_no_arithmetic_fixture_is_active():
         warnings.simplefilter("error")
         with pytest.raises(ArithmeticReached):
             nl.GroupNorm(1, 3)(t(4, 3, 2))
+
+
+# --------------------------------------------------------------------------- issue 16, item 9: torch's gaps
+ALL_PARAMS = {
+    "batch_norm": (lambda x, **kw: nf.batch_norm(x, kw.get("running_mean"), kw.get("running_var"),
+                                                 kw.get("weight"), kw.get("bias"), kw.get("training", True)),
+                   (4, 3, 2), [3]),
+    "instance_norm": (lambda x, **kw: nf.instance_norm(x, kw.get("running_mean"), kw.get("running_var"),
+                                                       kw.get("weight"), kw.get("bias"), kw.get("training", True)),
+                      (4, 3, 2), [3]),
+    "layer_norm": (lambda x, **kw: nf.layer_norm(x, (3, 2), kw.get("weight"), kw.get("bias")), (4, 3, 2), [3, 2]),
+    "group_norm": (lambda x, **kw: nf.group_norm(x, 3, kw.get("weight"), kw.get("bias")), (4, 3, 2), [3]),
+    "rms_norm": (lambda x, **kw: nf.rms_norm(x, (3, 2), kw.get("weight")), (4, 3, 2), [3, 2]),
+}
+WEIGHT_AND_BIAS = [(op, which) for op in ALL_PARAMS for which in ("weight", "bias") if (op, which) != ("rms_norm", "bias")]
+
+
+@pytest.mark.parametrize("op,which", WEIGHT_AND_BIAS, ids=[f"{o}-{w}" for o, w in WEIGHT_AND_BIAS])
+def test_a_list_as_parameter_is_a_type_error_naming_op_and_argument(op, which):
+    """torch: "batch_norm(): argument 'weight' (position 2) must be Tensor, not list"; it was an AttributeError."""
+    fn, shape, want = ALL_PARAMS[op]
+    value = np.ones(want).tolist()
+    with pytest.raises(TypeError, match=re.escape(f"{op}: argument '{which}' must be a Tensor like the input, not list")):
+        fn(t(*shape), **{which: value})
+    with pytest.raises(TypeError, match=re.escape(f"{op}: argument '{which}' must be a ndarray like the input, not list")):
+        fn(t(*shape).numpy(), **{which: value})
+
+
+@pytest.mark.parametrize("op", ["batch_norm", "instance_norm"])
+def test_a_list_as_running_buffer_is_a_type_error(op):
+    fn, shape, _ = ALL_PARAMS[op]
+    with pytest.raises(TypeError, match=re.escape(f"{op}: argument 'running_mean' must be a Tensor like the input, not list")):
+        fn(t(*shape), running_mean=[0.0, 0.0, 0.0], running_var=torch.ones(3))
+
+
+BUFFER_CASES = [(op, training, backend) for op in ("batch_norm", "instance_norm")
+                for training in (True, False) for backend in ("torch", "numpy")]
+
+
+@pytest.mark.parametrize("op,training,backend", BUFFER_CASES, ids=["-".join(map(str, c)) for c in BUFFER_CASES])
+def test_integer_running_buffers_are_rejected_before_any_arithmetic(op, training, backend):
+    """They failed in training only after the arithmetic ("result type Float can't be cast to ... Long")
+    and were silently promoted in eval; torch raises RuntimeError for both."""
+    fn, shape, _ = ALL_PARAMS[op]
+    x, rm, rv = t(*shape), torch.zeros(3, dtype=torch.int64), torch.ones(3, dtype=torch.int64)
+    if backend == "numpy":
+        x, rm, rv = x.numpy(), rm.numpy(), rv.numpy()
+    with pytest.raises(TypeError, match=re.escape(
+            f"{op}: expected running_mean of a floating-point dtype, got running_mean of dtype {rm.dtype}")) as e:
+        fn(x, running_mean=rm, running_var=rv, training=training)
+    assert isinstance(e.value, RuntimeError)  # what torch raises, for code that catches that
+    assert (rm == 0).all() and (rv == 1).all()
+
+
+@pytest.mark.parametrize("which", ["running_mean", "running_var"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("op", ["batch_norm", "instance_norm"])
+def test_running_buffers_that_require_grad_are_rejected_as_in_torch(op, training, which):
+    """torch: "The function 'native_batch_norm' is not differentiable with respect to argument
+    'running_mean'. This input cannot have requires_grad True."; normlib accepted them."""
+    fn, shape, _ = ALL_PARAMS[op]
+    bufs = {"running_mean": torch.zeros(3), "running_var": torch.ones(3)}
+    bufs[which].requires_grad_(True)
+    with pytest.raises(ValueError, match=re.escape(f"{op}: {which} must not require grad")) as e:
+        fn(t(*shape), training=training, **bufs)
+    assert isinstance(e.value, RuntimeError)
+
+
+def test_module_with_a_buffer_that_requires_grad_raises_like_torch():
+    ours, ref = nl.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    for m in (ours, ref):
+        m.running_mean.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="cannot have requires_grad True"):
+        ref(t(4, 3))
+    with pytest.raises(RuntimeError, match=r"batch_norm: running_mean must not require grad"):
+        ours(t(4, 3))
+
+
+DTYPE_CASES = [(op, which) for op in ALL_PARAMS for which in ("weight", "bias", "running_mean", "running_var")
+               if which in ("weight", "bias") and (op, which) != ("rms_norm", "bias")
+               or op in ("batch_norm", "instance_norm")]
+
+
+@pytest.mark.parametrize("op,which", DTYPE_CASES, ids=[f"{o}-{w}" for o, w in DTYPE_CASES])
+def test_a_parameter_of_another_dtype_raises_like_torch(op, which):
+    """float32 input, one float64 parameter or buffer: torch raises "mixed dtype (CPU): expect parameter
+    to have scalar type of Float"; normlib silently cast it.  (torch.nn.functional.rms_norm alone accepts
+    a float64 weight, with a warning; normlib keeps one rule for every op and raises there too.)"""
+    fn, shape, want = ALL_PARAMS[op]
+    kw = {which: torch.ones(want, dtype=torch.float64)}
+    if which.startswith("running"):
+        kw = {"running_mean": torch.zeros(3), "running_var": torch.ones(3), **kw}
+    with pytest.raises(TypeError, match=re.escape(
+            f"{op}: expected {which} of dtype torch.float32 for input of dtype torch.float32, "
+            f"got {which} of dtype torch.float64")) as e:
+        fn(t(*shape), **kw)
+    assert isinstance(e.value, RuntimeError)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("op", list(ALL_PARAMS))
+def test_half_precision_input_with_float32_parameters_is_accepted_as_in_torch(op, dtype):
+    """torch's mixed-precision rule: a float16/bfloat16 input may have float32 parameters (not float64)."""
+    fn, shape, want = ALL_PARAMS[op]
+    kw = {"weight": torch.ones(want)}
+    if op in ("batch_norm", "instance_norm"):
+        kw.update(running_mean=torch.zeros(3), running_var=torch.ones(3), bias=torch.zeros(3))
+    try:
+        out = fn(t(*shape, dtype=dtype), **kw)
+    except ArithmeticReached:  # accepted: reaches the (patched) arithmetic
+        pass
+    else:  # rms_norm's arithmetic is not patched: it runs, in the input's dtype
+        assert out.dtype == dtype
+    with pytest.raises(TypeError, match=rf"{op}: expected weight of dtype {dtype} or torch.float32"):
+        fn(t(*shape, dtype=dtype), **{**kw, "weight": torch.ones(want, dtype=torch.float64)})
+
+
+def test_module_of_another_dtype_than_its_input_raises_like_torch():
+    ours, ref = nl.LayerNorm(3).double(), torch.nn.LayerNorm(3).double()
+    with pytest.raises(RuntimeError):
+        ref(t(2, 3))
+    with pytest.raises(RuntimeError, match=re.escape("layer_norm: expected weight of dtype torch.float32")):
+        ours(t(2, 3))

@@ -1,4 +1,6 @@
 """Weight Normalization: numbers, names and dim convention of torch's parametrization."""
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -120,6 +122,21 @@ def test_bad_inputs_raise():
     lin = weight_norm(nn.Linear(3, 2))
     with pytest.raises(AttributeError, match="already parametrized"):
         weight_norm(lin)
+
+
+@pytest.mark.parametrize("eps", [float("inf"), float("nan"), -1.0, True, "1e-12"], ids=repr)
+def test_eps_has_the_one_check_of_every_op(eps):
+    """weight_norm's own eps check accepted inf (and a NaN slipped through as 'not > 0' is False);
+    it now uses the shared check, at call time and when the parametrization is registered."""
+    match = re.escape(f"weight_norm: eps must be a finite number > 0, got eps={eps!r}")
+    with pytest.raises(ValueError, match=match):
+        weight_norm_weight(torch.ones(2, 3), torch.ones(2, 1), eps=eps)
+    lin = nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=match):
+        weight_norm(lin, eps=eps)
+    assert not hasattr(lin, "parametrizations")  # nothing registered
+    with pytest.raises(ValueError, match=re.escape("data_dependent_init: eps must be a finite number > 0")):
+        data_dependent_init(weight_norm(nn.Linear(3, 2)), torch.randn(4, 3), eps=eps)
 
 
 def test_remove_weight_norm_keeps_the_weight():
