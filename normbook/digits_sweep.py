@@ -393,13 +393,19 @@ def train_stack(
     return evaluate(model, data.x_test, data.y_test)
 
 
-def _train_one(job: tuple) -> tuple[np.ndarray, dict | None]:
-    """One batch size of :func:`run_sweep` (in a worker process): test errors, and the weights if kept."""
-    methods, seeds, arch, data, b, epochs, train_kw, keep = job
+_JOBS: list[tuple] = []  # run_sweep's jobs, inherited by its forked workers (not pickled)
+
+
+def _train_one(index: int) -> tuple[np.ndarray, dict | None]:
+    """Job ``index`` of :func:`run_sweep` (in a worker process): test errors, and the weights if kept."""
+    methods, seeds, arch, data, b, epochs, train_kw, keep = _JOBS[index]
     with one_thread():
         model = StackedCNN(methods, seeds, **(arch or {}))
         err = train_stack(model, data, b, epochs, **train_kw)
-    return err, (model.state_dict() if keep else None)
+    # NumPy copies: torch would hand tensors over through shared memory and file
+    # descriptors, which a forked worker of a Jupyter kernel can wait on for ever
+    state = {k: v.numpy().copy() for k, v in model.state_dict().items()} if keep else None
+    return err, state
 
 
 def run_sweep(
@@ -453,14 +459,15 @@ def run_sweep(
             jobs = [(tuple(methods), tuple(seeds), arch, data, b, epochs, train_kw, b in keep)
                     for b in batch_sizes]
             order = sorted(range(len(batch_sizes)), key=lambda i: batch_sizes[i])  # most steps first
+            _JOBS[:] = jobs  # before the fork: the workers read their job from their copy
             with mp.get_context("fork").Pool(min(processes, len(batch_sizes))) as pool:
-                done = pool.imap(_train_one, [jobs[i] for i in order], chunksize=1)
+                done = pool.imap(_train_one, order, chunksize=1)
                 for i, (err, state) in zip(order, done):
                     b = batch_sizes[i]
                     errors[i] = err.reshape(len(methods), len(seeds))
                     if state is not None:
                         models[b] = StackedCNN(methods, seeds, **(arch or {}))
-                        models[b].load_state_dict(state)
+                        models[b].load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
                     if bar is not None:
                         bar.update(epochs * (n // b))
         else:
@@ -473,6 +480,7 @@ def run_sweep(
                     if b in keep:
                         models[b] = model
     finally:
+        _JOBS.clear()
         if bar is not None:
             bar.close()
     return SweepResult(list(batch_sizes), list(methods), list(seeds), errors, models)
