@@ -91,8 +91,12 @@ TEST_OUT := _build/test
 
 book-strict: $(STAMP)
 	mkdir -p $(TEST_OUT)
-	sed 's/^\(  execute_notebooks:\) cache$$/\1 "off"/' _config.yml > $(TEST_OUT)/_config.yml
+	# (Jupyter Book reads local_extensions relative to the config file: made absolute)
+	sed -e 's/^\(  execute_notebooks:\) cache$$/\1 "off"/' \
+	  -e 's#^\(    normbook_bib:\) tools/sphinx_ext$$#\1 $(CURDIR)/tools/sphinx_ext#' \
+	  _config.yml > $(TEST_OUT)/_config.yml
 	grep -q '^  execute_notebooks: "off"$$' $(TEST_OUT)/_config.yml
+	grep -q '^    normbook_bib: /' $(TEST_OUT)/_config.yml
 	$(JB) build . --config $(TEST_OUT)/_config.yml --path-output $(TEST_OUT) \
 	  --builder html --warningiserror --keep-going
 
