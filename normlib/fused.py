@@ -71,7 +71,9 @@ class Layout(NamedTuple):
 
 
 def _build() -> ctypes.CDLL:
-    cdll = kernel_cache.compile_and_load(_SOURCE, [_HEADER], _FLAGS)
+    names = [f"norm_{d}_{suf}" for suf in _DTYPES.values() for d in ("forward", "backward")]
+    # the cache checks that the library loads and exports every kernel before it keeps it
+    cdll = kernel_cache.compile_and_load(_SOURCE, [_HEADER], _FLAGS, symbols=names)
     P, I64, D, INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suf in _DTYPES.values():
         f = getattr(cdll, f"norm_forward_{suf}")
@@ -93,7 +95,9 @@ def _load():
     try:
         _lib = _build()
         status = "on"
-    except (OSError, subprocess.SubprocessError) as e:
+    # the kernels are an optimization: whatever stops them (no compiler, no usable cache
+    # folder, a library that fails the load check), the whole-tensor path runs instead
+    except (OSError, subprocess.SubprocessError, kernel_cache.KernelBuildError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         status = f"off: could not build {_SOURCE.name}: {detail.strip()[:300]}"
         warnings.warn(f"normlib.fused: {status}; using the slower whole-tensor path", RuntimeWarning, stacklevel=3)

@@ -168,3 +168,20 @@ def test_conv_weight_standardizes_exactly_the_ws_rows():
     torch.testing.assert_close(used[:rows], standardize_weight(w[:rows]))
     assert torch.equal(used[rows : 2 * rows], w[rows : 2 * rows])
     torch.testing.assert_close(used[2 * rows :], standardize_weight(w[2 * rows :]))
+
+
+def test_run_sweep_in_worker_processes_gives_bitwise_the_same_results_and_models(tiny):
+    kw = dict(methods=("BN", "GN"), batch_sizes=(32, 16, 8), seeds=(0, 1), epochs=1, progress=False,
+              keep_models=(8,))
+    serial = run_sweep(tiny, **kw)
+    forked = run_sweep(tiny, processes=2, **kw)
+    np.testing.assert_array_equal(forked.errors, serial.errors)
+    assert list(forked.models) == [8]
+    for (name, a), (_, b) in zip(serial.models[8].state_dict().items(), forked.models[8].state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.get_num_threads() == 1  # the conftest's count, untouched
+
+
+def test_run_sweep_checks_every_batch_size_before_training(tiny):
+    with pytest.raises(ValueError, match="run_sweep: batch size 7 must divide the 128 training images"):
+        run_sweep(tiny, methods=("GN",), batch_sizes=(32, 7), seeds=(0,), epochs=1, progress=False, processes=2)
