@@ -14,14 +14,13 @@ second or two on a CPU core:
   losses, the largest attention logit and the attention entropy per step.
 * :func:`block_grad_norms`, :func:`stream_rms`: the two measurements at
   initialisation (gradient norm per block, the residual stream's scale per block).
-* :func:`time_per_step`: median wall time of one training step.
+* :func:`step_closure`: one training step as a callable, for timing.
 * :func:`conditional_task`, :func:`train_conditional`: a toy task in which a class
   label must steer a normalization's output (conditional norm / adaLN).
 """
 from __future__ import annotations
 
 import math
-import time
 from typing import NamedTuple
 
 import torch
@@ -33,9 +32,12 @@ from normlib.nn import GroupNorm, LayerNorm
 from normlib.rms import RMSNorm
 
 __all__ = [
-    "NORMS", "make_norm", "Block", "TinyTransformer", "sort_task", "History", "train",
-    "block_grad_norms", "stream_rms", "time_per_step", "conditional_task", "train_conditional",
+    "NORMS", "make_norm", "Block", "TinyTransformer", "build", "sort_task", "History", "train",
+    "block_grad_norms", "stream_rms", "step_closure", "conditional_task", "train_conditional",
 ]
+
+#: The task's size: sequences of LENGTH tokens from VOCAB values, BATCH sequences per step.
+LENGTH, VOCAB, BATCH = 8, 16, 16
 
 #: The norm kinds a :class:`TinyTransformer` can use (normlib's, and torch's for checks).
 NORMS = ("layer", "rms", "dyt", "torch-layer", "torch-rms")
@@ -78,8 +80,11 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
         dh = d // heads
-        self.q_norm = LayerNorm(dh) if qk_norm else None
-        self.k_norm = LayerNorm(dh) if qk_norm else None
+        self.q_norm = make_norm(norm, dh) if qk_norm else None  # the model's own kind of norm
+        self.k_norm = make_norm(norm, dh) if qk_norm else None
+        for lin in (self.qkv, self.proj, self.fc1, self.fc2):  # Xavier, as Vaswani et al. and Xiong et al.
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
         self.max_logit = self.entropy = float("nan")
 
     def attention(self, h: Tensor) -> Tensor:
@@ -121,7 +126,7 @@ class TinyTransformer(nn.Module):
     after the embedding and after each block (a list of ``layers + 1`` tensors).
     """
 
-    def __init__(self, vocab: int, length: int, d: int = 64, layers: int = 6, heads: int = 4,
+    def __init__(self, vocab: int = VOCAB, length: int = LENGTH, d: int = 32, layers: int = 6, heads: int = 4,
                  placement: str = "pre", norm: str = "layer", qk_norm: bool = False,
                  final_norm: bool = True) -> None:
         super().__init__()
@@ -140,6 +145,17 @@ class TinyTransformer(nn.Module):
             seen.append(x.detach())
         logits = self.head(self.final(x))
         return (logits, seen) if streams else logits
+
+
+def build(seed: int = 0, **kwargs) -> TinyTransformer:
+    """A float64 :class:`TinyTransformer` (``kwargs``) initialised from ``torch.manual_seed(seed)``.
+
+    float64 so that a training run's printed figures do not depend on the
+    arithmetic path (fused kernels or not, one thread or two): rounding
+    differences of 1e-16 stay far below the digits printed.
+    """
+    torch.manual_seed(seed)
+    return TinyTransformer(**kwargs).double()
 
 
 def sort_task(batch: int, length: int, vocab: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -165,8 +181,8 @@ class History(NamedTuple):
         return sum(tail) / len(tail)
 
 
-def train(model: TinyTransformer, steps: int, lr: float, *, warmup: int = 0, batch: int = 32,
-          length: int = 12, vocab: int = 16, seed: int = 0, betas=(0.9, 0.98)) -> History:
+def train(model: TinyTransformer, steps: int, lr: float, *, warmup: int = 0, batch: int = BATCH,
+          length: int = LENGTH, vocab: int = VOCAB, seed: int = 0, betas=(0.9, 0.98)) -> History:
     """Adam on :func:`sort_task` for ``steps`` steps; returns the :class:`History`.
 
     The learning rate rises linearly from ``lr/warmup`` to ``lr`` over ``warmup``
@@ -203,7 +219,7 @@ def train(model: TinyTransformer, steps: int, lr: float, *, warmup: int = 0, bat
     return hist
 
 
-def block_grad_norms(model: TinyTransformer, batch: int = 64, length: int = 12, vocab: int = 16,
+def block_grad_norms(model: TinyTransformer, batch: int = 64, length: int = LENGTH, vocab: int = VOCAB,
                      seed: int = 0) -> list[float]:
     """Gradient norm of each block's weight matrices at the model's current parameters.
 
@@ -226,7 +242,7 @@ def block_grad_norms(model: TinyTransformer, batch: int = 64, length: int = 12, 
 
 
 @torch.no_grad()
-def stream_rms(model: TinyTransformer, batch: int = 64, length: int = 12, vocab: int = 16,
+def stream_rms(model: TinyTransformer, batch: int = 64, length: int = LENGTH, vocab: int = VOCAB,
                seed: int = 0) -> list[float]:
     """Root mean square of the residual stream after the embedding and after each block."""
     gen = torch.Generator().manual_seed(seed)
@@ -235,22 +251,19 @@ def stream_rms(model: TinyTransformer, batch: int = 64, length: int = 12, vocab:
     return [float(s.pow(2).mean().sqrt()) for s in seen]
 
 
-def time_per_step(model: nn.Module, steps: int = 15, batch: int = 32, length: int = 12,
-                  vocab: int = 16) -> float:
-    """Median wall time, in milliseconds, of one forward + backward + Adam step."""
+def step_closure(model: nn.Module, batch: int = BATCH, length: int = LENGTH, vocab: int = VOCAB):
+    """A callable that runs one forward + backward + Adam step of ``model`` on a fixed batch (for timing)."""
     gen = torch.Generator().manual_seed(0)
+    x, y = sort_task(batch, length, vocab, gen)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    times = []
-    for _ in range(steps + 2):
-        x, y = sort_task(batch, length, vocab, gen)
-        t0 = time.perf_counter()
+
+    def step() -> None:
         loss = nn.functional.cross_entropy(model(x).reshape(-1, vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t0)
-    times = sorted(times[2:])  # the first two steps pay for allocations
-    return 1e3 * times[len(times) // 2]
+
+    return step
 
 
 # ---------------------------------------------------------------------------
@@ -285,7 +298,7 @@ def train_conditional(model: nn.Module, x: Tensor, cond: Tensor, target: Tensor,
     losses = []
     for _ in range(steps):
         loss = nn.functional.mse_loss(model(x, cond), target)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
