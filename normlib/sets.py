@@ -225,7 +225,7 @@ class ChannelSet(StatSet):
 
 
 def channel_set() -> StatSet:
-    """ConvNeXt's LayerNorm: per sample and position, over the channels (|S| = C)."""
+    """ConvNeXt's LayerNorm: per sample and position, over the channels (``|S| = C``)."""
     return ChannelSet("ChannelLayerNorm")
 
 
