@@ -182,3 +182,46 @@ def layer_set(num_trailing: int) -> StatSet:
     """Layer Norm: per sample, over the last ``num_trailing`` axes (``len(normalized_shape)``)."""
     check_nonempty_shape(num_trailing, "LayerNorm", num_trailing)
     return StatSet("LayerNorm", over_batch=False, groups=None, start_dim=-int(num_trailing))
+
+
+# ---------------------------------------------------------------------------
+# ConvNeXt's LayerNorm: the channel axis alone.
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelSet(StatSet):
+    """S = the channel axis alone: one set per sample *and* position.
+
+    For ``(N, C, *spatial)`` input the entry ``(n, c, h, w)`` shares its
+    statistics with the ``C`` entries ``(n, :, h, w)``: the set of
+    ``torch.nn.LayerNorm(C)`` applied to a channels-last tensor, which is what
+    ConvNeXt (Liu et al., 2022) calls LayerNorm.  None of :class:`StatSet`'s
+    fields says "axis 1 only" (``start_dim`` always runs to the last axis), so
+    this subclass overrides the one method that lists the axes;
+    :meth:`~StatSet.view_shape`, :meth:`~StatSet.labels` and the core use it
+    unchanged.  ``over_batch`` and ``groups`` must keep their defaults.
+
+    >>> channel_set().reduce_axes((2, 3, 4, 5)), channel_set().describe(4)
+    ((1,), 'C per N×H×W')
+    """
+
+    def __post_init__(self) -> None:
+        if self.over_batch or self.groups is not None:
+            raise ValueError(
+                f"{self.name}: a channel set has no batch axis and no groups, got "
+                f"over_batch={self.over_batch}, groups={self.groups}"
+            )
+
+    def _reduce_axes(self, ndim: int) -> tuple[int, ...]:
+        if ndim < 2:
+            raise ValueError(
+                f"{self.name}: expected input with at least 2 dimensions (N, C, ...), got {ndim}D input"
+            )
+        return (1,)
+
+
+def channel_set() -> StatSet:
+    """ConvNeXt's LayerNorm: per sample and position, over the channels (``|S| = C``)."""
+    return ChannelSet("ChannelLayerNorm")
+
+
+__all__ += ["ChannelSet", "channel_set"]
