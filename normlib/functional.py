@@ -24,41 +24,48 @@ Array = Any
 
 def channel_view(p: Array, ndim: int) -> Array:
     """Reshape a per-channel vector ``(C,)`` to ``(1, C, 1, ..., 1)`` for an ``ndim``-D input."""
-    xp = array_api_compat.array_namespace(p)
-    return xp.reshape(p, (1, -1) + (1,) * (ndim - 2))
+    return p.reshape((1, -1) + (1,) * (ndim - 2))  # NumPy arrays and tensors alike
 
 
-def _affine(x_hat: Array, weight: Array | None, bias: Array | None, view) -> Array:
+def _affine(x: Array, weight: Array | None, bias: Array | None, view) -> Array:
     if weight is not None:
-        x_hat = x_hat * view(weight)
+        x = x * view(weight)
     if bias is not None:
-        x_hat = x_hat + view(bias)
-    return x_hat
+        x = x + view(bias)
+    return x
 
 
-def _no_grad(x: Array):
-    return torch.no_grad() if isinstance(x, torch.Tensor) else _Null()
+def _update_running(pairs: list[tuple[Array, Array]], momentum: float) -> None:
+    """``running ← (1 − momentum)·running + momentum·new`` in place, for each ``(running, new)`` (PyTorch's convention)."""
+    if not pairs:
+        return
+    if not isinstance(pairs[0][0], torch.Tensor):
+        for running, new in pairs:
+            running *= 1.0 - momentum
+            running += momentum * new
+        return
+    with torch.no_grad():
+        if all(r.dtype == n.dtype and r.dtype in (torch.float32, torch.float64) for r, n in pairs):
+            # the same arithmetic, bit for bit, in three calls for all the buffers
+            running = [r for r, _ in pairs]
+            torch._foreach_mul_(running, 1.0 - momentum)
+            torch._foreach_add_(running, torch._foreach_mul([n for _, n in pairs], momentum))
+        else:
+            for running, new in pairs:
+                running *= 1.0 - momentum
+                running += momentum * new
 
 
-class _Null:
-    def __enter__(self):
-        return None
+def _apply_stats(x: Array, mean: Array, var: Array, eps: float, weight: Array | None, bias: Array | None) -> Array:
+    """Eval path: ``(x − mean)/sqrt(var + eps)·weight + bias`` with given per-channel statistics, in ``x``'s dtype.
 
-    def __exit__(self, *exc):
-        return False
-
-
-def _update_running(running: Array, new: Array, momentum: float) -> None:
-    """``running ← (1 − momentum)·running + momentum·new``, in place (PyTorch's convention)."""
-    with _no_grad(running):
-        running *= 1.0 - momentum
-        running += momentum * new
-
-
-def _apply_stats(x: Array, mean: Array, var: Array, eps: float) -> Array:
-    """Eval path: normalize with given per-channel statistics."""
+    Divides where :func:`normlib.reference.standardize` multiplies by the
+    reciprocal (as PyTorch's eval kernel and the chapters' printed digits do);
+    the two agree to rounding (``tests/normlib/test_reference.py``).
+    """
     xp = array_api_compat.array_namespace(x)
-    return (x - channel_view(mean, x.ndim)) / xp.sqrt(channel_view(var, x.ndim) + eps)
+    view = lambda p: channel_view(p, x.ndim)  # noqa: E731
+    return _like(_affine((x - view(mean)) / xp.sqrt(view(var) + eps), weight, bias, view), x)
 
 
 def _like(y: Array, x: Array) -> Array:
@@ -112,21 +119,23 @@ def batch_norm(
     view = lambda p: channel_view(p, input.ndim)  # noqa: E731
     S = batch_set()
     if training:
-        if S.set_size(tuple(input.shape)) == 0:
+        n = S.set_size(tuple(input.shape))
+        if n == 0:
             # An empty batch (N = 0), as torch allows: nothing to normalize, running stats unchanged.
             return _like(_affine(input, weight, bias, view), input)
-        chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input)
-        x_hat, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
+        chk.check_more_than_one(n, op, input)
+        y, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
+        updates = []
         if running_mean is not None:
-            _update_running(running_mean, m.mean.reshape(C), momentum)
+            updates.append((running_mean, m.mean.reshape(C)))
         if running_var is not None:
-            n = m.count
-            _update_running(running_var, m.var.reshape(C) * (n / (n - 1)), momentum)
+            updates.append((running_var, m.var.reshape(C) * (n / (n - 1))))
+        _update_running(updates, momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when training=False")
-        x_hat = _apply_stats(input, running_mean, running_var, eps)
-    return x_hat if training else _like(_affine(x_hat, weight, bias, view), input)  # training: affine fused
+        y = _apply_stats(input, running_mean, running_var, eps, weight, bias)
+    return y
 
 
 def instance_norm(
@@ -159,21 +168,25 @@ def instance_norm(
     view = lambda p: channel_view(p, input.ndim)  # noqa: E731
     if use_input_stats:
         S = instance_set()
-        chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input, "spatial element")
-        x_hat, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
+        positions = S.set_size(tuple(input.shape))
+        chk.check_more_than_one(positions, op, input, "spatial element")
+        y, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
         xp = array_api_compat.array_namespace(input)
         N = int(input.shape[0])
+        if N == 0 or positions == 0:  # an empty input, as torch allows: running statistics unchanged
+            return y
+        updates = []
         if running_mean is not None:
-            _update_running(running_mean, xp.mean(xp.reshape(m.mean, (N, C)), axis=0), momentum)
+            updates.append((running_mean, xp.mean(xp.reshape(m.mean, (N, C)), axis=0)))
         if running_var is not None:
-            n = m.count
-            unbiased = xp.reshape(m.var, (N, C)) * (n / (n - 1))
-            _update_running(running_var, xp.mean(unbiased, axis=0), momentum)
+            unbiased = xp.reshape(m.var, (N, C)) * (positions / (positions - 1))
+            updates.append((running_var, xp.mean(unbiased, axis=0)))
+        _update_running(updates, momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when use_input_stats=False")
-        x_hat = _apply_stats(input, running_mean, running_var, eps)
-    return x_hat if use_input_stats else _like(_affine(x_hat, weight, bias, view), input)  # affine fused
+        y = _apply_stats(input, running_mean, running_var, eps, weight, bias)
+    return y
 
 
 def layer_norm(

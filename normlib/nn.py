@@ -470,7 +470,7 @@ class GroupNorm(NormModule):
         super().__init__()
         chk.check_eps(eps, "GroupNorm")
         num_groups = chk.check_positive_int(num_groups, "num_groups", "GroupNorm")
-        num_channels = chk.check_positive_int(num_channels, "num_channels", "GroupNorm")
+        num_channels = chk.check_positive_int(num_channels, "num_channels", "GroupNorm", minimum=0)
         chk.check_groups_divide(num_channels, num_groups, "GroupNorm")
         self.num_groups = num_groups
         self.num_channels = num_channels
