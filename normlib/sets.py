@@ -187,7 +187,7 @@ class ChannelSet(StatSet):
     ``torch.nn.LayerNorm(C)`` applied to a channels-last tensor, which is what
     ConvNeXt (Liu et al., 2022) calls LayerNorm.  None of :class:`StatSet`'s
     fields says "axis 1 only" (``start_dim`` always runs to the last axis), so
-    this subclass overrides the one method that lists the axes;
+    this subclass overrides the one method that lists the axes, :meth:`reduce_axes`;
     :meth:`~StatSet.view_shape`, :meth:`~StatSet.labels` and the core use it
     unchanged.  ``over_batch`` and ``groups`` must keep their defaults.
 
@@ -202,7 +202,9 @@ class ChannelSet(StatSet):
                 f"over_batch={self.over_batch}, groups={self.groups}"
             )
 
-    def _reduce_axes(self, ndim: int) -> tuple[int, ...]:
+    def reduce_axes(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Axis 1 alone (the channels), whatever the rank of the input."""
+        ndim = len(shape)
         if ndim < 2:
             raise ValueError(
                 f"{self.name}: expected input with at least 2 dimensions (N, C, ...), got {ndim}D input"
