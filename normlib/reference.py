@@ -97,7 +97,9 @@ def _sum_to(a: Array, shape: tuple[int, ...]) -> Array:
 
 def normalized_backward(g: Array, x_hat: Array, rstd: Array, axes: tuple[int, ...], *,
                         center: bool = True) -> Array:
-    """The gradient through ``x̂ = (x − mean_S)·rstd`` (statistics included), given ``g = ∂L/∂x̂``::
+    """The gradient through ``x̂ = (x − mean_S)·rstd``, statistics included.
+
+    Given ``g = ∂L/∂x̂``::
 
         dx = rstd · (g − mean_S(g) − x̂ · mean_S(g · x̂))      (no mean_S(g) term if not centred)
     """
