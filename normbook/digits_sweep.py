@@ -33,6 +33,8 @@ from torch import Tensor, nn
 
 from normlib import nn as nnn
 
+from .timing import one_thread  # the experiments run on one thread (see its docstring)
+
 __all__ = [
     "WU_HE_2018",
     "WU_HE_2018_BATCH32",
@@ -288,35 +290,6 @@ class SweepResult:
         return float(self.mean()[self.batch_sizes.index(batch_size), self.methods.index(method)])
 
 
-class one_thread:
-    """Context manager (and decorator): run torch on one thread, restore the count afterwards.
-
-    The kernels of these experiments are tiny; keeping two threads in step
-    costs more than the second core gives back (measured on the book's 2-core
-    machine: several times slower, and 15-20 times slower when other processes
-    keep the cores busy).  One fixed thread also keeps results reproducible.
-    """
-
-    def __enter__(self):
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self._threads)
-        return False
-
-    def __call__(self, fn):
-        import functools
-
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            with one_thread():
-                return fn(*args, **kwargs)
-
-        return wrapped
-
-
 def stack_input(x: Tensor, order: Tensor, repeats: int) -> Tensor:
     """Batches of several seeds side by side: ``x[order[s]]`` for each seed, tiled ``repeats`` times.
 
@@ -425,17 +398,16 @@ def run_sweep(
     keep = set(keep_models)
     errors = np.zeros((len(batch_sizes), len(methods), len(seeds)))
     models: dict[int, StackedCNN] = {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see one_thread
     try:
-        for i, b in enumerate(batch_sizes):
-            model = StackedCNN(methods, seeds, **(arch or {}))
-            err = train_stack(model, data, b, epochs, on_step=(lambda: bar.update(1)) if bar else None, **train_kw)
-            errors[i] = err.reshape(len(methods), len(seeds))
-            if b in keep:
-                models[b] = model
+        with one_thread():
+            for i, b in enumerate(batch_sizes):
+                model = StackedCNN(methods, seeds, **(arch or {}))
+                err = train_stack(model, data, b, epochs, on_step=(lambda: bar.update(1)) if bar else None,
+                                  **train_kw)
+                errors[i] = err.reshape(len(methods), len(seeds))
+                if b in keep:
+                    models[b] = model
     finally:
-        torch.set_num_threads(threads)
         if bar is not None:
             bar.close()
     return SweepResult(list(batch_sizes), list(methods), list(seeds), errors, models)

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from normlib import functional as NF
 from normlib import fused
 
-__all__ = ["CASES", "Case", "elementwise_norm", "interleaved", "time_case", "kernel_table", "format_table",
-           "one_thread", "unfused"]
+__all__ = ["CASES", "Case", "elementwise_norm", "inputs", "interleaved", "time_case", "kernel_table",
+           "format_table", "one_thread", "unfused", "count_passes", "count_reductions"]
 
 Timer = Callable[[], None]
 
@@ -133,11 +133,15 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 @contextlib.contextmanager
 def one_thread():
-    """Run torch on the calling thread only (restoring the thread count after).
+    """Run torch on the calling thread only, restoring the thread count after (a context manager or decorator).
 
     Together with ``clock="cpu"`` this times the work itself: the CPU time of
     one thread does not grow when other processes compete for the cores, as
-    wall-clock time does.
+    wall-clock time does.  The book's small experiments run this way too: their
+    kernels are tiny, and keeping two threads in step costs more than the
+    second core gives back (measured on the book's 2-core machine: several
+    times slower, 15-20 times when other processes keep the cores busy); one
+    fixed thread also keeps their results reproducible.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -167,7 +171,8 @@ def interleaved(fns: dict[str, Timer], repeats: int, warmup: int = 1, clock: str
     return times
 
 
-def _inputs(case: Case, seed: int = 0):
+def inputs(case: Case, seed: int = 0):
+    """``(x, weight, bias, dy)`` for ``case``: random, seeded, the leaves requiring grad (bias None without one)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(case.shape, generator=g).requires_grad_()
     w = (1 + 0.1 * torch.randn(case.param_shape, generator=g)).requires_grad_()
@@ -183,7 +188,7 @@ def time_case(case: Case, repeats: int = 15, impls: tuple[str, ...] | None = Non
     ``fwd`` records the autograd graph (a training forward); ``bwd`` times
     ``y.backward(dy)`` alone, the forward having run untimed just before.
     """
-    x, w, b, dy = _inputs(case)
+    x, w, b, dy = inputs(case)
     names = [k for k in case.impls if impls is None or k in impls]
     leaves = [t for t in (x, w, b) if t is not None]
 
@@ -293,3 +298,32 @@ def count_passes(fn: Callable[[], object], numel: int, log: list | None = None) 
     with _Counter():
         fn()
     return counts
+
+
+_REDUCTIONS = ("mean", "sum", "linalg_vector_norm", "var", "var_mean", "std", "norm", "amax", "amin")
+
+
+def count_reductions(fn, *args, **kwargs) -> tuple[object, dict[str, int]]:
+    """Run ``fn(*args, **kwargs)`` and count the reduction kernels torch dispatches.
+
+    Returns ``(result, counts)`` with ``counts`` mapping an ATen op name
+    (``"mean"``, ``"linalg_vector_norm"``, …) to how many times it ran.  A
+    reduction is one full pass over its input, so this counts the passes a
+    normalization's statistics cost.  normlib runs in its whole-tensor form
+    here (:func:`normlib.fused.disabled`), where each reduction is a kernel of
+    its own; the fused kernel makes the same reductions inside one loop.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts: dict[str, int] = {}
+
+    class _Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in _REDUCTIONS:
+                counts[name] = counts.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with fused.disabled(), _Counter():
+        out = fn(*args, **kwargs)
+    return out, counts

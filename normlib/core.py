@@ -1,54 +1,40 @@
-"""The one statistics core under every normalization layer in normlib.
+"""The statistics core under every normalization layer: the public entry point and the fast paths.
 
-``normalize(x, S, eps)`` views ``x`` as :class:`~normlib.sets.StatSet` ``S`` says,
-takes the biased mean and variance over S in two passes (mean first, then the
-mean squared deviation: accurate in float32 even with a large offset, unlike
-``E[x²] − E[x]²``), and returns
+``normalize(x, S, eps, weight, bias)`` views ``x`` as :class:`~normlib.sets.StatSet`
+``S`` says, takes the biased mean and variance over S in two passes, and returns
 
-.. math::  \\hat x = (x - \\mu_S)\\, / \\sqrt{\\sigma^2_S + \\epsilon}
+.. math::  y = \\frac{x - \\mu_S}{\\sqrt{\\sigma^2_S + \\epsilon}}\\,\\gamma + \\beta
 
-(and, given ``weight``/``bias``, the affine map ``y = γ x̂ + β`` fused into the
-same call).  For tensors that need gradients the same forward runs inside one
-autograd ``Function`` whose backward is the analytic gradient of normalization
-over S, for every S,
+with the statistics.  The formulas themselves, short enough to read on one
+screen, are :mod:`normlib.reference` (``moments``, ``standardize`` and the
+backward ``rstd·(g − mean_S(g) − x̂·mean_S(g·x̂))``); this module runs them fast
+and is tested against them.
 
-.. math::  \\frac{\\partial L}{\\partial x} = \\frac{1}{\\sigma}\\Big(g - \\operatorname{mean}_S(g)
-           - \\hat x\\, \\operatorname{mean}_S(g\\, \\hat x)\\Big),\\qquad g = \\gamma\\,\\frac{\\partial L}{\\partial y},
+One path down
+-------------
+:func:`normalize` (the public function) views and casts the input, then takes
+one of three routes:
 
-with :math:`\\partial L/\\partial\\gamma = \\sum \\hat x\\,\\partial L/\\partial y` and
-:math:`\\partial L/\\partial\\beta = \\sum \\partial L/\\partial y` over the axes γ is
-broadcast along.
-
-How the code is organised
--------------------------
-The formulas are written **once**, in :func:`_forward` and :func:`_backward`,
-against a handful of primitives (mean over axes, mean of squares, a
-multiply-add, a weighted sum over axes).  Two small backends implement the
-primitives:
-
-* :class:`_ArrayAPIOps` in plain array-API terms (``array_api_compat``): a NumPy
-  array in gives NumPy out, for worked numbers a reader can check by hand;
-* :class:`_TorchOps`, the same primitives with the fast torch forms: each of
-  the forward and the backward writes one fresh activation-sized array and
-  updates it in place from then on (on a CPU an update in place costs about
-  half as much as writing a fresh array), ``torch.linalg.vector_norm`` for the
-  sum of squares (no squared temporary) and matrix-vector products for sums,
-  weighted or not, along a contiguous block of memory.
+* NumPy (or any array-API array), an empty tensor, or a tensor inside a
+  ``torch.func`` transform: the reference formulas, in array operations that
+  autograd and ``torch.func`` differentiate (``grad``, ``vmap``, ``hessian``);
+* otherwise a *kernel*, chosen in one place (:func:`_kernel`): the C kernels of
+  :mod:`normlib.fused` (one loop per set, as PyTorch's native kernels) where
+  they apply, else :class:`_WholeTensor`, the same arithmetic in whole-tensor
+  torch operations (:func:`_forward`, :func:`_backward`);
+* a tensor that needs gradients runs its kernel inside the one autograd
+  Function :class:`_Normalize`, whose backward is the kernel's analytic
+  backward, or, when the backward itself is differentiated
+  (``create_graph=True``), the reference backward in torch operations.
 
 Counting passes over memory (one pass reads or writes one activation-sized
-array; :func:`normbook.timing.count_passes` counts them), this whole-tensor
-forward is five or six operations: mean, ``d = x − μ`` (the fresh array),
-``Σd²``, then ``d·r·γ + β`` in place.  The backward takes ``Σ dy`` and
+array; :func:`normbook.timing.count_passes` counts them), the whole-tensor
+forward is five or six operations: mean, ``d = x − μ`` (the one fresh array),
+``Σd²``, then ``d·r·γ + β`` in place.  Its backward takes ``Σ dy`` and
 ``Σ dy·x`` (the product is its fresh array) and writes ``dx`` into that array
 as ``a·dy + b·x + c``, with ``a``, ``b``, ``c`` constant over each set.  The
-autograd Function saves the input and the statistics, as PyTorch's native
-kernels do, and no activation of its own.
-
-PyTorch's native kernels make one pass instead, finishing each set while it
-sits in the cache.  :mod:`normlib.fused` does the same arithmetic that way in
-C, for every S made of contiguous blocks (Batch, Layer, Instance, Group Norm,
-RMSNorm); the torch path here calls it wherever it applies and is the
-reference it is tested against.
+Function saves the input and the statistics, as PyTorch's native kernels do,
+and no activation of its own.
 """
 from __future__ import annotations
 
@@ -58,21 +44,15 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
-from . import fused
+from . import fused, reference
+from .reference import Moments
 from .sets import StatSet
 
 __all__ = ["Moments", "moments", "normalize", "normalize_backward", "Grads"]
 
 Array = Any  # a NumPy array or a torch tensor
-
-
-class Moments(NamedTuple):
-    """Biased statistics over S, kept in the viewed shape (reduced axes of size 1)."""
-
-    mean: Array
-    var: Array
-    count: int  # |S|, the number of entries each statistic is taken over
 
 
 class Grads(NamedTuple):
@@ -83,67 +63,21 @@ class Grads(NamedTuple):
     bias: Array | None
 
 
-def _compute_dtype(xp, x):
+_HALF = (torch.float16, torch.bfloat16, np.float16, np.dtype("float16"))
+
+
+def _compute_dtype(dtype):
     # Half precision accumulates badly: compute in float32 and cast back, as
     # PyTorch's CPU kernels and flax do.
-    if x.dtype in (getattr(xp, "float16", None), getattr(torch, "bfloat16", None)):
-        return xp.float32
-    return x.dtype
+    if dtype in _HALF:
+        return torch.float32 if isinstance(dtype, torch.dtype) else np.float32
+    return dtype
 
 
 # ---------------------------------------------------------------------------
-# Primitives: the only place the two backends differ.
+# The whole-tensor torch path: the arithmetic written once against a few
+# primitives, in the fast torch forms.
 # ---------------------------------------------------------------------------
-class _ArrayAPIOps:
-    """Reference primitives in array-API terms (NumPy and anything array_api_compat wraps).
-
-    Every method returns a new array; none writes into its arguments.
-    """
-
-    def __init__(self, xp):
-        self.xp = xp
-
-    def mean(self, a, axes):
-        return self.xp.mean(a, axis=axes, keepdims=True)
-
-    def mean_square(self, d, axes, count):
-        """``mean_S(d²)`` (``count`` = |S|)."""
-        return self.xp.mean(d * d, axis=axes, keepdims=True)
-
-    def sub(self, a, b):
-        """``a − b``, a fresh array the caller owns."""
-        return a - b
-
-    def rsqrt(self, v, eps):
-        return 1.0 / self.xp.sqrt(v + eps)
-
-    def mul(self, a, b):
-        return a * b
-
-    def scale_shift_(self, a, scales, shift):
-        """``a · s₁ · s₂ ⋯ + shift`` (``shift`` may be None); may overwrite ``a`` (only arrays the core allocated)."""
-        for s in scales:
-            a = a * s
-        return a if shift is None else a + shift
-
-    def sum(self, a, axes):
-        return self.xp.sum(a, axis=axes, keepdims=True) if axes else a
-
-    def wsum(self, a, w, axes):
-        """``Σ_axes a·w`` with ``w`` broadcast against ``a`` (``w=None`` means 1)."""
-        return self.sum(a if w is None else a * w, axes)
-
-    def combine_(self, buf, dy, a_scales, x, bx, c, out_scale):
-        """``(dy · a₁ · a₂ ⋯ + bx · x + c) · out_scale`` (``c``, ``out_scale`` may be None), written into ``buf``."""
-        out = dy
-        for s in a_scales:
-            out = out * s
-        out = out + bx * x
-        if c is not None:
-            out = out + c
-        return out if out_scale is None else out * out_scale
-
-
 def _split_trailing(axes, ndim):
     """Split sorted ``axes`` into the block of trailing axes (``…, ndim-2, ndim-1``) and the rest."""
     tail = []
@@ -156,8 +90,8 @@ def _split_trailing(axes, ndim):
     return tail, tuple(a for a in axes if a not in tail)
 
 
-class _TorchOps(_ArrayAPIOps):
-    """The same primitives with torch's fast forms (same arithmetic).
+class _TorchOps:
+    """The primitives of :func:`_forward` and :func:`_backward` in torch's fast forms.
 
     On a CPU, writing a fresh activation-sized array costs about twice an
     update in place, and every fresh array the allocator has to map costs page
@@ -167,15 +101,12 @@ class _TorchOps(_ArrayAPIOps):
     temporary).
     """
 
-    def __init__(self):
-        super().__init__(array_api_compat.array_namespace(torch.empty(0)))
-
     def mean(self, a, axes):
         return a.mean(dim=axes, keepdim=True)
 
     def mean_square(self, d, axes, count):
-        # one reduction pass, no d² temporary; over the trailing (contiguous) axes
-        # of S first: vector_norm is slow across strided axes
+        """``mean_S(d²)`` (``count`` = |S|) in one reduction pass, no ``d²`` temporary."""
+        # over the trailing (contiguous) axes of S first: vector_norm is slow across strided axes
         tail, head = _split_trailing(axes, d.ndim)
         ss = torch.linalg.vector_norm(d, 2, dim=tail or axes, keepdim=True).square()
         if tail and head:
@@ -183,15 +114,17 @@ class _TorchOps(_ArrayAPIOps):
         return ss.div_(count)
 
     def sub(self, a, b):
+        """``a − b``, a fresh array the caller owns."""
         return torch.sub(a, b)
 
     def rsqrt(self, v, eps):
         return torch.rsqrt(v + eps)
 
+    def mul(self, a, b):
+        return a * b
+
     def scale_shift_(self, a, scales, shift):
-        if any(fused.transformed(t) for t in (a, *scales, shift) if t is not None):
-            # inside torch.func.vmap a batched γ or β cannot update an unbatched array in place
-            return super().scale_shift_(a, scales, shift)
+        """``a · s₁ · s₂ ⋯ + shift`` (``shift`` may be None), in place: ``a`` is an array the core allocated."""
         for s in scales:
             a.mul_(s)
         return a if shift is None else a.add_(shift)
@@ -200,6 +133,7 @@ class _TorchOps(_ArrayAPIOps):
         return self.wsum(a, None, axes)
 
     def wsum(self, a, w, axes):
+        """``Σ_axes a·w`` with ``w`` broadcast against ``a`` (``w=None`` means 1)."""
         if not axes:
             return a if w is None else a * w
         if w is not None:
@@ -225,10 +159,9 @@ class _TorchOps(_ArrayAPIOps):
         return (a if w is None else a * w).sum(dim=axes, keepdim=True)
 
     def combine_(self, buf, dy, a_scales, x, bx, c, out_scale):
+        """``(dy · a₁ · a₂ ⋯ + bx · x + c) · out_scale`` (``c``, ``out_scale`` may be None), written into ``buf``."""
         # one write into buf, then updates in place (a fused addcmul with a
         # broadcast first argument is slower on a CPU than the two steps)
-        if fused.transformed(buf):  # inside torch.func: vmap has no rules for out= and addcmul_
-            return super().combine_(buf, dy, a_scales, x, bx, c, out_scale)
         out = torch.mul(dy, a_scales[0], out=buf)
         for s in a_scales[1:]:
             out.mul_(s)
@@ -239,25 +172,6 @@ class _TorchOps(_ArrayAPIOps):
 
 
 _TORCH = _TorchOps()
-
-
-_TORCH_XP = array_api_compat.array_namespace(torch.empty(0))
-_NUMPY_XP = array_api_compat.array_namespace(np.empty(0))
-
-
-def _namespace(x):
-    """The array namespace of ``x``; the two normlib serves are looked up once, not per call."""
-    if isinstance(x, torch.Tensor):
-        return _TORCH_XP
-    if isinstance(x, np.ndarray):
-        return _NUMPY_XP
-    return array_api_compat.array_namespace(x)
-
-
-def _ops(x):
-    if isinstance(x, torch.Tensor):
-        return _TORCH
-    return _ArrayAPIOps(_namespace(x))
 
 
 def _scales(r, w, like):
@@ -355,169 +269,185 @@ def _backward(ops, dy, z, shift, q, rstd, axes, count, w=None, w_axes=None, b_ax
     return Grads(dx, gw, gb)
 
 
-def normalize_backward(grad_xhat: Array, x_hat: Array, rstd: Array, axes: tuple[int, ...]) -> Array:
-    """Analytic gradient of ``x_hat = (x - mean_S) * rstd`` with respect to ``x``.
+def _param_axes(param, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Axes along which a viewed parameter (a tensor, or its shape) is broadcast: its gradient sums over them."""
+    pshape = param if isinstance(param, tuple) else tuple(param.shape)
+    return tuple(i for i, (s, t) in enumerate(zip(pshape, x_shape)) if s == 1 and t != 1)
 
-    All arrays in the viewed shape; ``axes`` are the axes of S; works for NumPy
-    arrays and torch tensors alike.  Returns
-    ``rstd * (g - mean_S(g) - x_hat * mean_S(g * x_hat))`` with ``g = grad_xhat``
-    (the call :func:`_backward` makes with no affine parameters, given ``x̂``
-    itself: ``z = x̂``, no shift, ``q = 1``).
+
+def _traced(t: torch.Tensor) -> bool:
+    # torch.compile, torch.export and FakeTensorMode see tensors without data:
+    # no decision may depend on the values there
+    return torch.compiler.is_compiling() or is_fake(t)
+
+
+# Where rstd is this small, r² and r³ underflow float32 in the backward (|x| ≳ 1e10).
+_TINY_RSTD = {torch.float32: 1e-10}
+
+
+class _WholeTensor(NamedTuple):
+    """The whole-tensor torch kernel: :func:`_forward` and :func:`_backward` over ``axes`` (|S| = ``count``).
+
+    ``forward`` returns ``(y, mean, var, rstd)``; ``rstd`` is what ``backward``
+    takes besides the input and the mean (the C kernel's :class:`normlib.fused.Kernel`
+    has the same two methods).  Where ``Σ(x − μ)²`` overflows
+    float32 (``|x| ≳ 1e19``) both passes are taken again in float64, so the
+    answer does not depend on which kernel ran.
     """
-    axes = tuple(axes)
-    shape = tuple(grad_xhat.shape)
-    count = math.prod(shape[a] for a in axes)
-    return _backward(_ops(grad_xhat), grad_xhat, x_hat, None, 1.0, rstd, axes, count).x
+
+    axes: tuple[int, ...]
+    count: int
+
+    def forward(self, xv, weight, bias, eps: float, center: bool):
+        y, mean, var, rstd = _forward(_TORCH, xv, self.axes, self.count, eps, weight, bias, center)
+        if xv.dtype != torch.float64 and not _traced(xv) and not bool(torch.isfinite(var).all()):
+            wide = _forward(_TORCH, xv.double(), self.axes, self.count, eps, _double(weight), _double(bias), center)
+            y, mean, var, rstd = (None if t is None else t.to(xv.dtype) for t in wide)
+        return y, (torch.zeros_like(var) if mean is None else mean), var, rstd
+
+    def backward(self, dy, xv, mean, rstd, weight, eps: float, center: bool, need_w: bool, bias_shape):
+        """``(dx, dweight, dbias)``; ``bias_shape`` is None when dbias is not wanted (``eps`` is in ``rstd``)."""
+        tiny = _TINY_RSTD.get(xv.dtype)
+        if tiny is not None and not _traced(xv) and bool((rstd < tiny).any()):
+            # r² and r³ would underflow float32: the backward in float64
+            wide = self.backward(dy.double(), xv.double(), mean.double(), rstd.double(), _double(weight), eps,
+                                 center, need_w, bias_shape)
+            return tuple(None if g is None else g.to(xv.dtype) for g in wide)
+        shape = tuple(xv.shape)
+        w_axes = _param_axes(weight, shape) if need_w else None
+        b_axes = None if bias_shape is None else _param_axes(bias_shape, shape)
+        shift = mean if center else None
+        return _backward(_TORCH, dy, xv, shift, rstd, rstd, self.axes, self.count, weight, w_axes, b_axes, center)
+
+
+def _double(t):
+    return None if t is None else t.double()
 
 
 # ---------------------------------------------------------------------------
-# Shapes: the view S asks for, and the parameters in that view.
+# Shapes: the view S asks for, remembered per shape (a training loop asks the
+# same question on every call).
 # ---------------------------------------------------------------------------
-def _view(x: Array, S: StatSet):
-    xp = _namespace(x)
-    shape = tuple(x.shape)
-    xv = xp.reshape(x, S.view_shape(shape))
-    cdt = _compute_dtype(xp, xv)
-    if xv.dtype != cdt:
-        xv = xp.astype(xv, cdt)
-    return xv, S.reduce_axes(shape), S.set_size(shape)
+class _Plan(NamedTuple):
+    view_shape: tuple[int, ...]
+    axes: tuple[int, ...]  # the axes of S in the view
+    count: int  # |S|
+    stat_shape: tuple[int, ...]  # the view with the axes of S of size 1
+    weight_view: tuple[int, ...] | None
+    bias_view: tuple[int, ...] | None
+    whole: _WholeTensor
 
 
-def _param_view(p: Array | None, shape: tuple[int, ...], S: StatSet, dtype) -> Array | None:
-    """Reshape a parameter broadcastable to ``shape`` into the viewed shape of S.
+_PLANS: dict = {}
+
+
+def _plan(S: StatSet, shape: tuple[int, ...], wshape, bshape) -> _Plan:
+    key = (S, shape, wshape, bshape)
+    plan = _PLANS.get(key)
+    if plan is None:
+        view = tuple(S.view_shape(shape))
+        axes = S.reduce_axes(shape)
+        count = math.prod(view[a] for a in axes)
+        stat = tuple(1 if i in axes else s for i, s in enumerate(view))
+        plan = _Plan(view, axes, count, stat, _param_view_shape(wshape, shape, S),
+                     _param_view_shape(bshape, shape, S), _WholeTensor(axes, count))
+        if len(_PLANS) > 4096:  # many shapes (e.g. varying sequence lengths): start again
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def _param_view_shape(pshape, shape: tuple[int, ...], S: StatSet):
+    """The shape a parameter broadcastable to ``shape`` takes in the view of S.
 
     Only Group Norm's view changes the axes: its channel axis C becomes (G, C/G).
     """
-    if p is None:
+    if pshape is None:
         return None
-    xp = _namespace(p)
     ndim = len(shape)
-    pshape = (1,) * (ndim - p.ndim) + tuple(p.shape)
-    if p.ndim > ndim or any(s not in (1, t) for s, t in zip(pshape, shape)):
+    padded = (1,) * (ndim - len(pshape)) + tuple(pshape)
+    if len(pshape) > ndim or any(s not in (1, t) for s, t in zip(padded, shape)):
         raise ValueError(
-            f"normalize: a parameter of shape {list(p.shape)} does not broadcast "
+            f"normalize: a parameter of shape {list(pshape)} does not broadcast "
             f"against input of shape {list(shape)}"
         )
-    view = pshape
-    if S.groups is not None:
-        G = S.groups
-        c = pshape[1]
-        split = (G, c // G) if c != 1 else (1, 1)
-        view = (pshape[0], *split, *pshape[2:])
-    q = xp.reshape(p, view)
-    if q.dtype != dtype:
-        q = xp.astype(q, dtype)
-    return q
-
-
-def _param_axes(pv: Array, xv_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Axes along which a viewed parameter is broadcast (its gradient sums over them)."""
-    return tuple(i for i, (s, t) in enumerate(zip(pv.shape, xv_shape)) if s == 1 and t != 1)
-
-
-def _torch_forward(xv, wv, bv, axes, count, eps, center, lay):
-    """``(y, mean, var)`` for torch tensors: the fused kernel for layout ``lay``, or :func:`_forward` if None."""
-    if lay is not None:
-        stat_shape = tuple(1 if i in axes else s for i, s in enumerate(xv.shape))
-        return fused.forward(xv, wv, bv, lay, eps, center, stat_shape)
-    y, mean, var, _ = _forward(_TORCH, xv, axes, count, eps, wv, bv, center)
-    return y, (mean if mean is not None else torch.zeros_like(var)), var
+    if S.groups is None:
+        return padded
+    c = padded[1]
+    return (padded[0], *((S.groups, c // S.groups) if c != 1 else (1, 1)), *padded[2:])
 
 
 # ---------------------------------------------------------------------------
-# The autograd Function: one for every S, with the affine map fused.
+# The one place a kernel is chosen, and the one autograd Function.
 # ---------------------------------------------------------------------------
-def _save(ctx, xv, wv, bv, axes, count, eps, center, mean, var, lay) -> None:
-    """What the backward needs: the input, μ, σ² and γ (as native kernels save), and the shapes."""
-    ctx.axes, ctx.count, ctx.eps, ctx.center, ctx.layout = axes, count, eps, center, lay
-    ctx.b_axes = None if bv is None else _param_axes(bv, tuple(xv.shape))
-    ctx.b_shape = None if bv is None else tuple(bv.shape)
-    ctx.save_for_backward(xv, mean, var, wv)
-    ctx.mark_non_differentiable(mean, var)
+def _kernel(xv: torch.Tensor, plan: _Plan, weight, bias):
+    """The C kernels where :func:`normlib.fused.layout` says they apply, else the whole-tensor path."""
+    layout = fused.layout(xv, plan.axes, weight, bias)
+    return plan.whole if layout is None else fused.Kernel(layout, plan.axes, plan.stat_shape)
 
 
-def _grads(ctx, dy):
-    """The backward of both Functions: the fused kernel where the forward used it, else :func:`_backward`."""
-    xv, mean, var, wv = ctx.saved_tensors
-    need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    none = (None,) * 4  # axes, count, eps, center
-    if not (need_x or need_w or need_b):
-        return (None, None, None, *none)
-    rstd = _TORCH.rsqrt(var, ctx.eps)  # the forward's own arithmetic: the same numbers
-    if ctx.layout is not None and dy.dtype == xv.dtype:
-        dx, dw, db = fused.backward(dy, xv, mean, rstd, wv, ctx.layout, ctx.center, need_w, need_b)
-        dw = None if dw is None else dw.reshape(wv.shape)
-        db = None if db is None else db.reshape(ctx.b_shape)
-        return ((dx if need_x else None), dw, db, *none)
-    w_axes = _param_axes(wv, tuple(xv.shape)) if need_w else None
-    b_axes = ctx.b_axes if need_b else None
-    shift = mean if ctx.center else None
-    g = _backward(_TORCH, dy, xv, shift, rstd, rstd, ctx.axes, ctx.count, wv, w_axes, b_axes, ctx.center)
-    return ((g.x if need_x else None), g.weight, g.bias, *none)
-
-
-class _NormalizeFunction(torch.autograd.Function):
-    """Forward :func:`_forward` (or the fused kernel), backward :func:`_backward` (the analytic gradient).
+class _Normalize(torch.autograd.Function):
+    """``y = standardize(x, μ_S, σ²_S, eps, γ, β)`` by ``kernel``, with its analytic backward.
 
     Works on the viewed input and parameters in the compute dtype (the
-    reshapes and casts around it are ordinary autograd operations).  Saves
-    the input, μ, σ² and γ, as PyTorch's native kernels do: no activation of
-    its own.
+    reshapes and casts around it are ordinary autograd operations).  Saves the
+    input, γ, μ and the kernel's own statistic, as PyTorch's native kernels do:
+    no activation of its own.  When the backward is itself differentiated
+    (``create_graph=True``: gradient penalties, Hessians), it runs the
+    reference backward in torch operations, which autograd can differentiate
+    again.
     """
 
     @staticmethod
-    def forward(ctx, xv, wv, bv, axes, count, eps, center):  # type: ignore[override]
-        lay = fused.layout(xv, axes, wv, bv)
-        y, mean, var = _torch_forward(xv, wv, bv, axes, count, eps, center, lay)
-        _save(ctx, xv, wv, bv, axes, count, eps, center, mean, var, lay)
+    def forward(ctx, xv, weight, bias, kernel, eps, center):  # type: ignore[override]
+        y, mean, var, saved = kernel.forward(xv, weight, bias, eps, center)
+        ctx.kernel, ctx.eps, ctx.center = kernel, eps, center
+        ctx.bias_shape = None if bias is None else tuple(bias.shape)
+        ctx.save_for_backward(xv, weight, mean, saved)
+        ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dy, _grad_mean, _grad_var):  # type: ignore[override]
-        return _grads(ctx, dy)
-
-
-class _TransformableNormalizeFunction(torch.autograd.Function):
-    """The same Function in the ``setup_context`` form, which ``torch.func`` (``grad``, ``vmap``) needs.
-
-    Used only inside those transforms: ``Function.apply`` inspects the
-    signature of a ``setup_context`` Function on every call, a fixed cost of
-    tens of microseconds that the plain form does not pay.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(xv, wv, bv, axes, count, eps, center):  # type: ignore[override]
-        return _torch_forward(xv, wv, bv, axes, count, eps, center, None)  # no fused kernel in a transform
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):  # type: ignore[override]
-        _, mean, var = output
-        _save(ctx, *inputs, mean, var, None)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, dy, _grad_mean, _grad_var):  # type: ignore[override]
-        return _grads(ctx, dy)
+        xv, weight, mean, saved = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
+            bias_shape = ctx.bias_shape if need_b else None
+            dx, dw, db = reference.standardize_backward(dy, xv, ctx.kernel.axes, ctx.eps, weight, bias_shape,
+                                                        center=ctx.center)
+        else:
+            dx, dw, db = ctx.kernel.backward(dy, xv, mean, saved, weight, ctx.eps, ctx.center, need_w,
+                                             ctx.bias_shape if need_b else None)
+        return ((dx if need_x else None), (dw.reshape(weight.shape) if need_w else None),
+                (db.reshape(ctx.bias_shape) if need_b else None), None, None, None)
 
 
 # ---------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------
+def _in_transform(*tensors) -> bool:
+    """True inside a ``torch.func`` transform (a wrapped tensor has no plain storage)."""
+    return any(t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _cast(x: Array, dtype):
+    if x.dtype == dtype:
+        return x
+    return x.to(dtype) if isinstance(x, torch.Tensor) else array_api_compat.array_namespace(x).astype(x, dtype)
+
+
 def moments(x: Array, S: StatSet) -> Moments:
-    """Two-pass biased mean and variance of ``x`` over the set ``S``.
+    """Two-pass biased mean and variance of ``x`` over the set ``S`` (:func:`normlib.reference.moments`).
 
     Shapes: ``x`` is ``(N, C, *spatial)`` (or any shape for Layer Norm);
     ``mean`` and ``var`` have ``S.view_shape(x.shape)`` with the axes of S of
-    size 1.
+    size 1.  Half precision is computed in float32.
     """
-    xv, axes, count = _view(x, S)
-    ops = _ops(x)
-    mean = ops.mean(xv, axes)
-    var = ops.mean_square(ops.sub(xv, mean), axes, count)
-    return Moments(mean, var, count)
+    return reference.moments(_cast(x, _compute_dtype(x.dtype)), S)
 
 
 def normalize(
@@ -552,24 +482,42 @@ def normalize(
     ([[[-1.0, 1.0]]], 2.5, 0.25)
     """
     shape = tuple(x.shape)
-    xv, axes, count = _view(x, S)
-    wv = _param_view(weight, shape, S, xv.dtype)
-    bv = _param_view(bias, shape, S, xv.dtype)
-    if isinstance(x, torch.Tensor) and torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in (x, weight, bias)
-    ):
-        in_transform = any(isinstance(t, torch.Tensor) and fused.transformed(t) for t in (xv, wv, bv))
-        fn = _TransformableNormalizeFunction if in_transform else _NormalizeFunction
-        y, mean, var = fn.apply(xv, wv, bv, axes, count, eps, center)
-    elif isinstance(x, torch.Tensor):
-        y, mean, var = _torch_forward(xv, wv, bv, axes, count, eps, center, fused.layout(xv, axes, wv, bv))
+    plan = _plan(S, shape, None if weight is None else tuple(weight.shape),
+                 None if bias is None else tuple(bias.shape))
+    dtype = _compute_dtype(x.dtype)
+    if not isinstance(x, torch.Tensor) or x.numel() == 0 or _in_transform(x, weight, bias):
+        return _normalize_by_reference(x, S, plan, dtype, eps, weight, bias, center)
+    xv = _cast(x.reshape(plan.view_shape), dtype)
+    wv = None if weight is None else _cast(weight.reshape(plan.weight_view), dtype)
+    bv = None if bias is None else _cast(bias.reshape(plan.bias_view), dtype)
+    kernel = _kernel(xv, plan, wv, bv)
+    if _needs_grad(x, weight, bias):
+        y, mean, var = _Normalize.apply(xv, wv, bv, kernel, eps, center)
     else:
-        ops = _ops(x)
-        y, mean, var, _ = _forward(ops, xv, axes, count, eps, wv, bv, center)
-        if mean is None:
-            mean = ops.xp.zeros_like(var)
-    xp = _namespace(x)
-    y = xp.reshape(y, shape)
-    if y.dtype != x.dtype:
-        y = xp.astype(y, x.dtype)
-    return y, Moments(mean, var, count)
+        y, mean, var, _ = kernel.forward(xv, wv, bv, eps, center)
+    return _cast(y.reshape(shape), x.dtype), Moments(mean, var, plan.count)
+
+
+def _normalize_by_reference(x, S, plan, dtype, eps, weight, bias, center):
+    """:func:`normalize` by :mod:`normlib.reference`: NumPy, empty tensors, ``torch.func`` transforms."""
+    xp = array_api_compat.array_namespace(x)
+    xc = _cast(x, dtype)
+    m = reference.moments(xc, S, center=center)
+    wv = None if weight is None else _cast(xp.reshape(weight, plan.weight_view), dtype)
+    bv = None if bias is None else _cast(xp.reshape(bias, plan.bias_view), dtype)
+    y = reference.standardize(xp.reshape(xc, plan.view_shape), m.mean, m.var, eps, wv, bv)
+    mean, var = m.mean, m.var
+    if isinstance(x, torch.Tensor):
+        mean, var = mean.detach(), var.detach()
+    return _cast(xp.reshape(y, tuple(x.shape)), x.dtype), Moments(mean, var, plan.count)
+
+
+def normalize_backward(grad_xhat: Array, x_hat: Array, rstd: Array, axes: tuple[int, ...]) -> Array:
+    """Analytic gradient of ``x_hat = (x - mean_S) * rstd`` with respect to ``x``.
+
+    All arrays in the viewed shape; ``axes`` are the axes of S; works for NumPy
+    arrays and torch tensors alike.  Returns
+    ``rstd * (g - mean_S(g) - x_hat * mean_S(g * x_hat))`` with ``g = grad_xhat``
+    (:func:`normlib.reference.normalized_backward`).
+    """
+    return reference.normalized_backward(grad_xhat, x_hat, rstd, tuple(axes))

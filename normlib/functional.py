@@ -8,6 +8,7 @@ tensor (tensor out, with autograd).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import array_api_compat
@@ -15,6 +16,7 @@ import torch
 
 from . import _checks as chk
 from .core import normalize
+from .reference import standardize
 from .sets import batch_set, group_set, instance_set, layer_set
 
 __all__ = ["batch_norm", "instance_norm", "layer_norm", "group_norm", "rms_norm", "channel_view"]
@@ -28,24 +30,16 @@ def channel_view(p: Array, ndim: int) -> Array:
     return xp.reshape(p, (1, -1) + (1,) * (ndim - 2))
 
 
-def _affine(x_hat: Array, weight: Array | None, bias: Array | None, view) -> Array:
+def _affine(x: Array, weight: Array | None, bias: Array | None, view) -> Array:
     if weight is not None:
-        x_hat = x_hat * view(weight)
+        x = x * view(weight)
     if bias is not None:
-        x_hat = x_hat + view(bias)
-    return x_hat
+        x = x + view(bias)
+    return x
 
 
 def _no_grad(x: Array):
-    return torch.no_grad() if isinstance(x, torch.Tensor) else _Null()
-
-
-class _Null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+    return torch.no_grad() if isinstance(x, torch.Tensor) else contextlib.nullcontext()
 
 
 def _update_running(running: Array, new: Array, momentum: float) -> None:
@@ -55,10 +49,10 @@ def _update_running(running: Array, new: Array, momentum: float) -> None:
         running += momentum * new
 
 
-def _apply_stats(x: Array, mean: Array, var: Array, eps: float) -> Array:
-    """Eval path: normalize with given per-channel statistics."""
-    xp = array_api_compat.array_namespace(x)
-    return (x - channel_view(mean, x.ndim)) / xp.sqrt(channel_view(var, x.ndim) + eps)
+def _apply_stats(x: Array, mean: Array, var: Array, eps: float, weight: Array | None, bias: Array | None) -> Array:
+    """Eval path: :func:`normlib.reference.standardize` with given per-channel statistics, in ``x``'s dtype."""
+    view = lambda p: None if p is None else channel_view(p, x.ndim)  # noqa: E731
+    return _like(standardize(x, view(mean), view(var), eps, view(weight), view(bias)), x)
 
 
 def _like(y: Array, x: Array) -> Array:
@@ -122,7 +116,7 @@ def batch_norm(
             # An empty batch (N = 0), as torch allows: nothing to normalize, running stats unchanged.
             return _like(_affine(input, weight, bias, view), input)
         chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input)
-        x_hat, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
+        y, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
         if running_mean is not None:
             _update_running(running_mean, m.mean.reshape(C), momentum)
         if running_var is not None:
@@ -131,8 +125,8 @@ def batch_norm(
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when training=False")
-        x_hat = _apply_stats(input, running_mean, running_var, eps)
-    return x_hat if training else _like(_affine(x_hat, weight, bias, view), input)  # training: affine fused
+        y = _apply_stats(input, running_mean, running_var, eps, weight, bias)
+    return y
 
 
 def instance_norm(
@@ -172,7 +166,7 @@ def instance_norm(
     if use_input_stats:
         S = instance_set()
         chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input, "spatial element")
-        x_hat, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
+        y, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
         xp = array_api_compat.array_namespace(input)
         N = int(input.shape[0])
         if running_mean is not None:
@@ -184,8 +178,8 @@ def instance_norm(
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when use_input_stats=False")
-        x_hat = _apply_stats(input, running_mean, running_var, eps)
-    return x_hat if use_input_stats else _like(_affine(x_hat, weight, bias, view), input)  # affine fused
+        y = _apply_stats(input, running_mean, running_var, eps, weight, bias)
+    return y
 
 
 def layer_norm(

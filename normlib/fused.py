@@ -3,11 +3,12 @@
 :mod:`normlib.core` writes normalization as whole-tensor operations; each is a
 pass over the activation, and "How fast is normlib?" counts five in the
 forward.  PyTorch's native kernels instead finish one set while it sits in
-the processor's cache.  ``csrc/fused.c`` does the core's arithmetic that way:
+the processor's cache.  ``csrc/fused.c`` does the same arithmetic that way:
 the forward reads ``x`` once and writes ``y`` once, the backward reads ``dy``
-and ``x`` once and writes ``dx`` once.  The core calls it wherever it applies
-and falls back to its whole-tensor path elsewhere; both give the same numbers
-up to rounding (``tests/test_fused.py``).
+and ``x`` once and writes ``dx`` once.  This module knows only the kernels:
+the core asks :func:`layout` whether they apply and runs them through a
+:class:`Kernel`; both paths give the numbers of :mod:`normlib.reference` up to
+rounding (``tests/normlib/test_fused.py``, ``test_reference.py``).
 
 The C file is compiled on first use with the system C compiler (``cc``, or
 ``$CC``) into ``$XDG_CACHE_HOME/normlib`` (default ``~/.cache/normlib``), keyed
@@ -46,7 +47,7 @@ from torch._subclasses.fake_tensor import is_fake
 
 from . import kernel_cache
 
-__all__ = ["Layout", "layout", "forward", "backward", "available", "disabled", "status", "transformed"]
+__all__ = ["Layout", "Kernel", "layout", "available", "disabled", "status"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused.c"
 _HEADER = _SOURCE.with_name("fused_body.h")
@@ -105,15 +106,10 @@ def available() -> bool:
     return _load() is not None
 
 
-def transformed(t: torch.Tensor) -> bool:
-    """True for a tensor inside a ``torch.func`` transform (a wrapper without plain storage)."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(t)
-
-
-def _traced(t: torch.Tensor) -> bool:
-    # torch.compile, torch.export and FakeTensorMode see tensors without data:
-    # leave them the whole-tensor path, which they can trace
-    return torch.compiler.is_compiling() or is_fake(t)
+def _without_storage(t: torch.Tensor) -> bool:
+    # torch.func wraps tensors; torch.compile, torch.export and FakeTensorMode
+    # see tensors without data: the kernels need real memory
+    return torch._C._functorch.is_functorch_wrapped_tensor(t) or torch.compiler.is_compiling() or is_fake(t)
 
 
 def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
@@ -130,11 +126,11 @@ def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
     """
     if _off or not isinstance(xv, torch.Tensor) or xv.device.type != "cpu" or xv.dtype not in _DTYPES:
         return None
-    if not axes or not xv.is_contiguous() or xv.numel() == 0 or transformed(xv) or _traced(xv):
+    if not axes or not xv.is_contiguous() or xv.numel() == 0 or _without_storage(xv):
         return None
     for p in (wv, bv):
         if p is not None and (not isinstance(p, torch.Tensor) or p.dtype != xv.dtype
-                              or p.device != xv.device or transformed(p)):
+                              or p.device != xv.device or _without_storage(p)):
             return None
     if not available():
         return None
@@ -224,29 +220,46 @@ def _(dy, x, mean, rstd, w, R, B, G, K, L, center, need_w, need_b):
     return torch.empty_like(x), x.new_empty(G * K if need_w else 0), x.new_empty(G * K if need_b else 0)
 
 
-def _watched() -> bool:
-    # a TorchDispatchMode (count_passes, count_reductions, ...) or the profiler
-    # is active: go through the registered operator so that it sees the kernel;
-    # otherwise call the Python function behind it directly (the dispatcher's
-    # round trip costs about 20 µs a call)
+def _through_dispatcher() -> bool:
+    # Under a TorchDispatchMode (fake tensors, functionalization, a pass or FLOP
+    # counter) or the profiler, the kernels must run as the registered
+    # operators: a mode may stand in for the tensors, and the profiler records
+    # only what the dispatcher runs.  Otherwise the Python function behind the
+    # operator is called directly: the dispatcher's round trip costs more than
+    # the whole kernel on a small input (about 20 µs a call).
     return torch._C._len_torch_dispatch_stack() > 0 or torch.autograd._profiler_enabled()
 
 
-def forward(xv, wv, bv, lay: Layout, eps: float, center: bool, stat_shape: tuple[int, ...]):
-    """Fused forward: ``(y, mean, var)``, ``y`` of ``xv``'s shape, the statistics of ``stat_shape``."""
-    w = None if wv is None else wv.contiguous().reshape(-1)
-    b = None if bv is None else bv.contiguous().reshape(-1)
-    op = _forward_op if _watched() else _forward_impl
-    return op(xv, w, b, *lay, float(eps), bool(center), list(stat_shape))
+class Kernel(NamedTuple):
+    """The C kernels for one :class:`Layout`: the interface :mod:`normlib.core` runs every kernel through.
 
+    ``axes`` are the axes of S in the viewed input, ``stat_shape`` the shape of
+    its statistics (the view with the axes of S of size 1).
+    """
 
-def backward(dy, xv, mean, rstd, wv, lay: Layout, center: bool, need_w: bool, need_b: bool):
-    """Fused backward: ``(dx, dw, db)``; ``dw``/``db`` flat (``G·K``), or ``None`` when not wanted."""
-    w = None if wv is None else wv.contiguous().reshape(-1)
-    op = _backward_op if _watched() else _backward_impl
-    dx, dw, db = op(dy.contiguous(), xv, mean.contiguous(), rstd.contiguous(), w, *lay,
-                    bool(center), bool(need_w), bool(need_b))
-    return dx, (dw if need_w else None), (db if need_b else None)
+    layout: Layout
+    axes: tuple[int, ...]
+    stat_shape: tuple[int, ...]
+
+    def forward(self, xv, weight, bias, eps: float, center: bool):
+        """``(y, mean, var, saved)``: ``y`` of ``xv``'s shape, the statistics of ``stat_shape``, and what
+        :meth:`backward` takes besides ``x`` and ``mean`` (here the variance itself)."""
+        w = None if weight is None else weight.contiguous().reshape(-1)
+        b = None if bias is None else bias.contiguous().reshape(-1)
+        op = _forward_op if _through_dispatcher() else _forward_impl
+        y, mean, var = op(xv, w, b, *self.layout, float(eps), bool(center), list(self.stat_shape))
+        return y, mean, var, var  # the backward's own statistic is the variance
+
+    def backward(self, dy, xv, mean, var, weight, eps: float, center: bool, need_w: bool, bias_shape):
+        """``(dx, dweight, dbias)``, the parameter gradients flat (``G·K``), ``None`` when not wanted."""
+        need_b = bias_shape is not None
+        # rstd is 0 where var overflowed the dtype: the backward kernel then takes the set's variance again
+        rstd = torch.rsqrt(var + eps)
+        w = None if weight is None else weight.contiguous().reshape(-1)
+        op = _backward_op if _through_dispatcher() else _backward_impl
+        dx, dw, db = op(dy.contiguous(), xv, mean.contiguous(), rstd.contiguous(), w, *self.layout,
+                        bool(center), bool(need_w), need_b)
+        return dx, (dw if need_w else None), (db if need_b else None)
 
 
 @contextlib.contextmanager

@@ -29,11 +29,10 @@ import torch
 from torch import nn
 
 from . import _checks as chk
-from . import fused
 from .core import normalize
 from .sets import layer_set
 
-__all__ = ["rms_norm", "RMSNorm", "default_eps", "count_reductions"]
+__all__ = ["rms_norm", "RMSNorm", "default_eps"]
 
 Array = Any
 
@@ -145,32 +144,3 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return "{normalized_shape}, eps={eps}, elementwise_affine={elementwise_affine}".format(**self.__dict__)
-
-
-_REDUCTIONS = ("mean", "sum", "linalg_vector_norm", "var", "var_mean", "std", "norm", "amax", "amin")
-
-
-def count_reductions(fn, *args, **kwargs) -> tuple[Any, dict[str, int]]:
-    """Run ``fn(*args, **kwargs)`` and count the reduction kernels torch dispatches.
-
-    Returns ``(result, counts)`` with ``counts`` mapping an ATen op name
-    (``"mean"``, ``"linalg_vector_norm"``, …) to how many times it ran.  A
-    reduction is one full pass over its input, so this counts the passes a
-    normalization's statistics cost.  normlib runs in its whole-tensor form
-    here (:func:`normlib.fused.disabled`), where each reduction is a kernel of
-    its own; the fused kernel makes the same reductions inside one loop.
-    """
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    counts: dict[str, int] = {}
-
-    class _Counter(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func.overloadpacket.__name__
-            if name in _REDUCTIONS:
-                counts[name] = counts.get(name, 0) + 1
-            return func(*args, **(kwargs or {}))
-
-    with fused.disabled(), _Counter():
-        out = fn(*args, **kwargs)
-    return out, counts

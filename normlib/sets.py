@@ -13,7 +13,6 @@ The same description drives the arithmetic (:meth:`StatSet.view_shape` and
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -92,9 +91,7 @@ class StatSet:
 
     def reduce_axes(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Axes of the viewed input (``view_shape(shape)``) that S runs over, sorted."""
-        return _reduce_axes(self, len(shape))
-
-    def _reduce_axes(self, ndim: int) -> tuple[int, ...]:
+        ndim = len(shape)
         if self.groups is not None:
             # view is (N, G, C/G, *spatial): reduce C/G and every spatial axis
             axes = set(range(2, ndim + 1))
@@ -159,12 +156,6 @@ class StatSet:
         per = [names[i] for i in range(ndim) if i not in axes]
         # no axes (e.g. Instance Norm of a 2-D input): each set is one entry
         return (", ".join(over) if over else "one entry") + (" per " + "×".join(per) if per else "")
-
-
-@functools.lru_cache(maxsize=256)
-def _reduce_axes(S: StatSet, ndim: int) -> tuple[int, ...]:
-    # called on every forward and backward: the answer depends only on (S, ndim)
-    return S._reduce_axes(ndim)
 
 
 def batch_set() -> StatSet:

@@ -35,6 +35,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from .reference import moments
+from .sets import batch_set
+
 __all__ = [
     "weight_norm_weight",
     "WeightNorm",
@@ -220,9 +223,9 @@ def data_dependent_init(module: nn.Module, x: Tensor, name: str = "weight", eps:
         g.copy_(saved[0])
         bias.copy_(saved[1])
         raise
-    axes = [0] + list(range(2, t.ndim))
-    mean = t.mean(dim=axes)
-    std = ((t - mean.reshape(1, -1, *[1] * (t.ndim - 2))) ** 2).mean(dim=axes).add(eps).sqrt()
+    m = moments(t, batch_set())  # per unit, over the batch and every position: the reference core
+    mean = m.mean.reshape(-1)
+    std = m.var.reshape(-1).add(eps).sqrt()
     g.copy_((1.0 / std).reshape(g.shape))
     bias.copy_(-mean / std)
     return mean, std

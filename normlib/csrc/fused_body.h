@@ -6,6 +6,20 @@ static inline const T *FN(block)(const T *a, int64_t s, int64_t bb, int64_t sets
     return a + (bb * sets + s) * M;
 }
 
+/* 1/sqrt(var_S) from x itself, in double (the forward's two passes; eps is negligible where this is needed). */
+static double FN(rstd_again)(const T *x, T mu, int64_t s, int64_t B, int64_t sets, int64_t M)
+{
+    double ss = 0.0;
+    for (int64_t bb = 0; bb < B; ++bb) {
+        const T *xs = FN(block)(x, s, bb, sets, M);
+        for (int64_t i = 0; i < M; ++i) {
+            const double d = (double)(xs[i] - mu);
+            ss += d * d;
+        }
+    }
+    return 1.0 / sqrt(ss / (double)(B * M));
+}
+
 /* y = (x - mean_S) / sqrt(var_S + eps) * w + b, with mean_S and var_S written out. */
 void FN(norm_forward)(const T *x, const T *w, const T *b, T *y, T *mean_out, T *var_out,
                       int64_t R, int64_t B, int64_t G, int64_t K, int64_t L, double eps,
@@ -60,6 +74,8 @@ void FN(norm_forward)(const T *x, const T *w, const T *b, T *y, T *mean_out, T *
 /* dx = r*(g - mean_S(g) - xhat*mean_S(g*xhat)), g = w*dy, xhat = (x - mean)*r, r = rstd;
  * dw[g,k] = sum of dy*xhat, db[g,k] = sum of dy over everything w[g,k] multiplies
  * (either may be NULL).  Per-thread partial sums in double, added in a fixed order.
+ * rstd[s] == 0 means the set's variance overflowed T (|x| beyond about 1e19 in
+ * float): r is then taken again from x, in double.
  * Returns 0, or 1 if the partial sums could not be allocated. */
 int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, const T *w,
                        T *dx, T *dw, T *db, int64_t R, int64_t B, int64_t G, int64_t K, int64_t L,
@@ -76,7 +92,8 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
         for (int64_t s = 0; s < sets; ++s) {
             const int64_t g = s % G;
             const T mu = center ? mean[s] : (T)0;
-            const double r = (double)rstd[s];
+            double r = (double)rstd[s];
+            if (r == 0.0) r = FN(rstd_again)(x, mu, s, B, sets, M);
             const T *wg = w ? w + g * K : NULL;
             double s_g = 0.0, s_gd = 0.0; /* sums over S of w*dy and of w*dy*(x - mu) */
             for (int64_t bb = 0; bb < B; ++bb) {
@@ -109,9 +126,10 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                     acc_b[g * K + k] += a;
                 }
             }
-            /* dx = r*w*dy - c1 - (x - mu)*c2 with c1 = r*mean_S(g), c2 = r^3*mean_S(g*(x - mu)) */
+            /* dx = r*w*dy - c1 - xhat*c2 with c1 = r*mean_S(g), c2 = r*mean_S(g*xhat) = r^3*mean_S(g*(x - mu));
+             * xhat = (x - mu)*r is formed first: r^3 alone underflows float where |x| is huge */
             const T c1 = center ? (T)(r * s_g / (double)(B * M)) : (T)0;
-            const T c2 = (T)(r * r * r * s_gd / (double)(B * M));
+            const T c2 = (T)(r * r * s_gd / (double)(B * M));
             const T rt = (T)r;
             for (int64_t bb = 0; bb < B; ++bb) {
                 const T *dys = FN(block)(dy, s, bb, sets, M), *xs = FN(block)(x, s, bb, sets, M);
@@ -119,7 +137,7 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                 if (L == 1) {
 #pragma omp simd
                     for (int64_t k = 0; k < K; ++k)
-                        dxs[k] = rt * (wg ? wg[k] : (T)1) * dys[k] - c1 - (xs[k] - mu) * c2;
+                        dxs[k] = rt * (wg ? wg[k] : (T)1) * dys[k] - c1 - (xs[k] - mu) * rt * c2;
                     continue;
                 }
                 for (int64_t k = 0; k < K; ++k) {
@@ -127,7 +145,7 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                     const T *dyk = dys + k * L, *xk = xs + k * L;
                     T *dxk = dxs + k * L;
 #pragma omp simd
-                    for (int64_t l = 0; l < L; ++l) dxk[l] = a * dyk[l] - c1 - (xk[l] - mu) * c2;
+                    for (int64_t l = 0; l < L; ++l) dxk[l] = a * dyk[l] - c1 - (xk[l] - mu) * rt * c2;
                 }
             }
         }

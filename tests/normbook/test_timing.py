@@ -7,7 +7,8 @@ import torch
 
 from normlib import fused
 
-from normbook.timing import CASES, _inputs, count_passes, elementwise_norm, interleaved, one_thread, time_case
+from normbook.timing import (CASES, count_passes, count_reductions, elementwise_norm, inputs, interleaved,
+                             one_thread, time_case)
 from normbook.timing import Case
 import normlib.functional as NF
 
@@ -28,7 +29,7 @@ def test_every_case_has_the_three_implementations_agreeing_on_small_inputs():
             small = Case(case.name, (2, 64, 3, 3), case.param_shape, case.impls, case.has_bias)
         if case.name.startswith("BatchNorm"):
             small = Case(case.name, (4, 64, 3, 3), case.param_shape, case.impls, case.has_bias)
-        x, w, b, _ = _inputs(small)
+        x, w, b, _ = inputs(small)
         outs = {k: f(x, w, b).detach() for k, f in case.impls.items()}
         assert set(outs) == {"native", "normlib", "unfused", "autograd"}, case.name
         for k, y in outs.items():
@@ -90,3 +91,14 @@ def test_time_case_reports_each_pass_and_one_thread_restores_the_thread_count():
     assert set(res) == {"native", "normlib", "unfused", "autograd"}
     for v in res.values():
         assert set(v) == {"fwd", "bwd", "fwd+bwd"} and all(t > 0 for t in v.values())
+
+
+def test_rms_norm_needs_one_reduction_where_layer_norm_needs_two():
+    from normlib.rms import rms_norm
+
+    x = torch.randn(4, 32)
+    y, n_rms = count_reductions(rms_norm, x, [32])
+    _, n_ln = count_reductions(NF.layer_norm, x, [32])
+    torch.testing.assert_close(y, torch.nn.functional.rms_norm(x, [32]))
+    assert sum(n_rms.values()) == 1 and sum(n_ln.values()) == 2
+    assert n_ln == {"mean": 1, "linalg_vector_norm": 1}
