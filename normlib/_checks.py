@@ -69,7 +69,7 @@ class IntegerTypeError(TypeError, ValueError):
     """
 
 
-def check_positive_int(value: Any, name: str, op: str) -> int:
+def check_positive_int(value: Any, name: str, op: str, *, minimum: int = 1) -> int:
     """A count (``num_features``, ``num_groups``, a size, ...) must be an integer >= 1; returns it as an ``int``.
 
     Python ints and NumPy integers (any ``numbers.Integral``) are accepted;
@@ -83,14 +83,17 @@ def check_positive_int(value: Any, name: str, op: str) -> int:
     Traceback (most recent call last):
     ...
     ValueError: GroupNorm: num_groups must be a positive integer, got 0 (int)
+
+    ``minimum=0`` also accepts zero (an empty layer, as torch's ``GroupNorm(1, 0)``).
     """
+    kind = "positive" if minimum >= 1 else "non-negative"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise IntegerTypeError(
-            f"{op}: {name} must be a positive integer, got {value!r} ({type(value).__name__})"
+            f"{op}: {name} must be a {kind} integer, got {value!r} ({type(value).__name__})"
         )
     n = operator.index(value)
-    if n < 1:
-        raise ValueError(f"{op}: {name} must be a positive integer, got {n} ({type(value).__name__})")
+    if n < minimum:
+        raise ValueError(f"{op}: {name} must be a {kind} integer, got {n} ({type(value).__name__})")
     return n
 
 
@@ -129,8 +132,8 @@ def check_param(p: Array | None, expected: Sequence[int], name: str, op: str, x:
 
 
 def check_more_than_one(count: int, op: str, x: Array, what: str = "value per channel") -> None:
-    """Training statistics need |S| > 1: one value has no spread to normalize by."""
-    if count <= 1:
+    """Training statistics need |S| ≠ 1: one value has no spread to normalize by (|S| = 0 gives an empty output)."""
+    if count == 1:
         raise ValueError(f"{op}: Expected more than 1 {what} when training, got input size {shape_of(x)}")
 
 

@@ -303,7 +303,7 @@ class GroupNorm(nn.Module):
         super().__init__()
         chk.check_eps(eps, "GroupNorm")
         num_groups = chk.check_positive_int(num_groups, "num_groups", "GroupNorm")
-        num_channels = chk.check_positive_int(num_channels, "num_channels", "GroupNorm")
+        num_channels = chk.check_positive_int(num_channels, "num_channels", "GroupNorm", minimum=0)
         if num_channels % num_groups:
             raise ValueError(
                 f"GroupNorm: num_channels must be divisible by num_groups, got "

@@ -63,12 +63,16 @@ def moments(x: Array, S: StatSet, *, center: bool = True) -> Moments:
 
 def standardize(x: Array, mean: Array, var: Array, eps: float,
                 weight: Array | None = None, bias: Array | None = None) -> Array:
-    """``y = (x − mean)/sqrt(var + eps) · weight + bias`` (weight and bias optional).
+    """``y = (x − mean)·rstd · weight + bias`` with ``rstd = 1/sqrt(var + eps)`` (weight and bias optional).
 
-    ``x`` in the viewed shape; ``mean``, ``var``, ``weight``, ``bias`` broadcast against it.
+    ``x`` in the viewed shape; ``mean``, ``var``, ``weight``, ``bias`` broadcast
+    against it.  Multiplying by the reciprocal (one division per set, not per
+    entry) is what normlib's kernels do too; it can differ from dividing in the
+    last bit.
     """
     xp = array_api_compat.array_namespace(x)
-    y = (x - mean) / xp.sqrt(var + eps)
+    rstd = 1.0 / xp.sqrt(var + eps)
+    y = (x - mean) * rstd
     if weight is not None:
         y = y * weight
     if bias is not None:

@@ -126,18 +126,20 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                     acc_b[g * K + k] += a;
                 }
             }
-            /* dx = r*w*dy - c1 - xhat*c2 with c1 = r*mean_S(g), c2 = r*mean_S(g*xhat) = r^3*mean_S(g*(x - mu));
-             * xhat = (x - mu)*r is formed first: r^3 alone underflows float where |x| is huge */
+            /* dx = r*w*dy - c1 - (x - mu)*c2 with c1 = r*mean_S(g), c2 = r^3*mean_S(g*(x - mu)).
+             * Where |x| is huge (r tiny) r^3 underflows T: then dx = r*w*dy - c1 - ((x - mu)*r)*(c2/r),
+             * xhat formed first; elsewhere the factor xscale is 1 and the arithmetic is the plain form. */
+            const int tiny = r < 1e-10;
             const T c1 = center ? (T)(r * s_g / (double)(B * M)) : (T)0;
-            const T c2 = (T)(r * r * s_gd / (double)(B * M));
-            const T rt = (T)r;
+            const T c2 = (T)((tiny ? r * r : r * r * r) * s_gd / (double)(B * M));
+            const T rt = (T)r, xscale = tiny ? rt : (T)1;
             for (int64_t bb = 0; bb < B; ++bb) {
                 const T *dys = FN(block)(dy, s, bb, sets, M), *xs = FN(block)(x, s, bb, sets, M);
                 T *dxs = (T *)FN(block)(dx, s, bb, sets, M);
                 if (L == 1) {
 #pragma omp simd
                     for (int64_t k = 0; k < K; ++k)
-                        dxs[k] = rt * (wg ? wg[k] : (T)1) * dys[k] - c1 - (xs[k] - mu) * rt * c2;
+                        dxs[k] = rt * (wg ? wg[k] : (T)1) * dys[k] - c1 - (xs[k] - mu) * xscale * c2;
                     continue;
                 }
                 for (int64_t k = 0; k < K; ++k) {
@@ -145,7 +147,7 @@ int FN(norm_backward)(const T *dy, const T *x, const T *mean, const T *rstd, con
                     const T *dyk = dys + k * L, *xk = xs + k * L;
                     T *dxk = dxs + k * L;
 #pragma omp simd
-                    for (int64_t l = 0; l < L; ++l) dxk[l] = a * dyk[l] - c1 - (xk[l] - mu) * rt * c2;
+                    for (int64_t l = 0; l < L; ++l) dxk[l] = a * dyk[l] - c1 - (xk[l] - mu) * xscale * c2;
                 }
             }
         }

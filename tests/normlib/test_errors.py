@@ -177,7 +177,6 @@ def test_groupnorm_construction_rejects_groups_that_do_not_divide_channels(G, C)
     ({"num_groups": 0, "num_channels": 4}, "num_groups", 0),
     ({"num_groups": -1, "num_channels": 4}, "num_groups", -1),
     ({"num_groups": 2.0, "num_channels": 4}, "num_groups", 2.0),
-    ({"num_groups": 2, "num_channels": 0}, "num_channels", 0),
     ({"num_groups": True, "num_channels": 4}, "num_groups", True),
 ])
 def test_groupnorm_construction_rejects_bad_counts(kw, name, value):
