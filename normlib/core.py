@@ -329,13 +329,14 @@ def _double(t):
 # same question on every call).
 # ---------------------------------------------------------------------------
 class _Plan(NamedTuple):
+    shape: tuple[int, ...]  # the input's
     view_shape: tuple[int, ...]
     axes: tuple[int, ...]  # the axes of S in the view
     count: int  # |S|
-    stat_shape: tuple[int, ...]  # the view with the axes of S of size 1
     weight_view: tuple[int, ...] | None
     bias_view: tuple[int, ...] | None
-    whole: _WholeTensor
+    whole: _WholeTensor  # the whole-tensor kernel for these shapes
+    fused: fused.Kernel | None  # the C kernel for these shapes, if their sets are contiguous blocks
 
 
 _PLANS: dict = {}
@@ -349,8 +350,10 @@ def _plan(S: StatSet, shape: tuple[int, ...], wshape, bshape) -> _Plan:
         axes = S.reduce_axes(shape)
         count = math.prod(view[a] for a in axes)
         stat = tuple(1 if i in axes else s for i, s in enumerate(view))
-        plan = _Plan(view, axes, count, stat, _param_view_shape(wshape, shape, S),
-                     _param_view_shape(bshape, shape, S), _WholeTensor(axes, count))
+        wview, bview = _param_view_shape(wshape, shape, S), _param_view_shape(bshape, shape, S)
+        layout = fused.shape_layout(view, axes, wview, bview)
+        plan = _Plan(shape, view, axes, count, wview, bview, _WholeTensor(axes, count),
+                     None if layout is None else fused.Kernel(layout, axes, stat))
         if len(_PLANS) > 4096:  # many shapes (e.g. varying sequence lengths): start again
             _PLANS.clear()
         _PLANS[key] = plan
@@ -380,46 +383,60 @@ def _param_view_shape(pshape, shape: tuple[int, ...], S: StatSet):
 # ---------------------------------------------------------------------------
 # The one place a kernel is chosen, and the one autograd Function.
 # ---------------------------------------------------------------------------
-def _kernel(xv: torch.Tensor, plan: _Plan, weight, bias):
-    """The C kernels where :func:`normlib.fused.layout` says they apply, else the whole-tensor path."""
-    layout = fused.layout(xv, plan.axes, weight, bias)
-    return plan.whole if layout is None else fused.Kernel(layout, plan.axes, plan.stat_shape)
+def _kernel(x: torch.Tensor, plan: _Plan, weight, bias):
+    """The C kernels where they apply (the shapes, remembered in the plan, and :func:`normlib.fused.usable`
+    on the tensors), else the whole-tensor path."""
+    if plan.fused is not None and fused.usable(x, weight, bias):
+        return plan.fused
+    return plan.whole
+
+
+def _views(plan: _Plan, x, weight, bias):
+    """``x``, ``weight``, ``bias`` in the view of S (reshapes without copies where the memory allows)."""
+    return (x if plan.view_shape == plan.shape else x.reshape(plan.view_shape),
+            None if weight is None else weight.reshape(plan.weight_view),
+            None if bias is None else bias.reshape(plan.bias_view))
 
 
 class _Normalize(torch.autograd.Function):
     """``y = standardize(x, μ_S, σ²_S, eps, γ, β)`` by ``kernel``, with its analytic backward.
 
-    Works on the viewed input and parameters in the compute dtype (the
-    reshapes and casts around it are ordinary autograd operations).  Saves the
-    input, γ, μ and the kernel's own statistic, as PyTorch's native kernels do:
-    no activation of its own.  When the backward is itself differentiated
-    (``create_graph=True``: gradient penalties, Hessians), it runs the
-    reference backward in torch operations, which autograd can differentiate
-    again.
+    Takes the input and parameters as the caller holds them (in the compute
+    dtype) and views them as S asks inside, so the graph holds one node per
+    call.  Saves the input, γ, μ and the kernel's own statistic, as PyTorch's
+    native kernels do: no activation of its own.  When the backward is itself
+    differentiated (``create_graph=True``: gradient penalties, Hessians), it
+    runs the reference backward in torch operations, which autograd can
+    differentiate again.
     """
 
     @staticmethod
-    def forward(ctx, xv, weight, bias, kernel, eps, center):  # type: ignore[override]
-        y, mean, var, saved = kernel.forward(xv, weight, bias, eps, center)
-        ctx.kernel, ctx.eps, ctx.center = kernel, eps, center
+    def forward(ctx, x, weight, bias, plan, kernel, eps, center):  # type: ignore[override]
+        xv, wv, bv = _views(plan, x, weight, bias)
+        y, mean, var, saved = kernel.forward(xv, wv, bv, eps, center)
+        ctx.plan, ctx.kernel, ctx.eps, ctx.center = plan, kernel, eps, center
         ctx.bias_shape = None if bias is None else tuple(bias.shape)
-        ctx.save_for_backward(xv, weight, mean, saved)
+        ctx.save_for_backward(x, weight, mean, saved)
         ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        return (y if plan.view_shape == plan.shape else y.reshape(plan.shape)), mean, var
 
     @staticmethod
     def backward(ctx, dy, _grad_mean, _grad_var):  # type: ignore[override]
-        xv, weight, mean, saved = ctx.saved_tensors
+        x, weight, mean, saved = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        plan = ctx.plan
+        xv, wv, _ = _views(plan, x, weight, None)
+        dyv, _, _ = _views(plan, dy, None, None)
+        bias_shape = plan.bias_view if need_b else None
         if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
-            bias_shape = ctx.bias_shape if need_b else None
-            dx, dw, db = reference.standardize_backward(dy, xv, ctx.kernel.axes, ctx.eps, weight, bias_shape,
+            dx, dw, db = reference.standardize_backward(dyv, xv, plan.axes, ctx.eps, wv, bias_shape,
                                                         center=ctx.center)
         else:
-            dx, dw, db = ctx.kernel.backward(dy, xv, mean, saved, weight, ctx.eps, ctx.center, need_w,
-                                             ctx.bias_shape if need_b else None)
+            dx, dw, db = ctx.kernel.backward(dyv, xv, mean, saved, wv, ctx.eps, ctx.center, need_w, bias_shape)
+        if need_x and plan.view_shape != plan.shape:
+            dx = dx.reshape(plan.shape)
         return ((dx if need_x else None), (dw.reshape(weight.shape) if need_w else None),
-                (db.reshape(ctx.bias_shape) if need_b else None), None, None, None)
+                (db.reshape(ctx.bias_shape) if need_b else None), None, None, None, None)
 
 
 # ---------------------------------------------------------------------------
@@ -487,15 +504,16 @@ def normalize(
     dtype = _compute_dtype(x.dtype)
     if not isinstance(x, torch.Tensor) or x.numel() == 0 or _in_transform(x, weight, bias):
         return _normalize_by_reference(x, S, plan, dtype, eps, weight, bias, center)
-    xv = _cast(x.reshape(plan.view_shape), dtype)
-    wv = None if weight is None else _cast(weight.reshape(plan.weight_view), dtype)
-    bv = None if bias is None else _cast(bias.reshape(plan.bias_view), dtype)
-    kernel = _kernel(xv, plan, wv, bv)
+    xc = _cast(x, dtype)
+    wc = None if weight is None else _cast(weight, dtype)
+    bc = None if bias is None else _cast(bias, dtype)
+    kernel = _kernel(xc, plan, wc, bc)
     if _needs_grad(x, weight, bias):
-        y, mean, var = _Normalize.apply(xv, wv, bv, kernel, eps, center)
+        y, mean, var = _Normalize.apply(xc, wc, bc, plan, kernel, eps, center)
     else:
-        y, mean, var, _ = kernel.forward(xv, wv, bv, eps, center)
-    return _cast(y.reshape(shape), x.dtype), Moments(mean, var, plan.count)
+        y, mean, var, _ = kernel.forward(*_views(plan, xc, wc, bc), eps, center)
+        y = y.reshape(shape)
+    return _cast(y, x.dtype), Moments(mean, var, plan.count)
 
 
 def _normalize_by_reference(x, S, plan, dtype, eps, weight, bias, center):

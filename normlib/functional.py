@@ -8,7 +8,6 @@ tensor (tensor out, with autograd).
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Sequence
 
 import array_api_compat
@@ -25,8 +24,7 @@ Array = Any
 
 def channel_view(p: Array, ndim: int) -> Array:
     """Reshape a per-channel vector ``(C,)`` to ``(1, C, 1, ..., 1)`` for an ``ndim``-D input."""
-    xp = array_api_compat.array_namespace(p)
-    return xp.reshape(p, (1, -1) + (1,) * (ndim - 2))
+    return p.reshape((1, -1) + (1,) * (ndim - 2))  # NumPy arrays and tensors alike
 
 
 def _affine(x: Array, weight: Array | None, bias: Array | None, view) -> Array:
@@ -37,15 +35,25 @@ def _affine(x: Array, weight: Array | None, bias: Array | None, view) -> Array:
     return x
 
 
-def _no_grad(x: Array):
-    return torch.no_grad() if isinstance(x, torch.Tensor) else contextlib.nullcontext()
-
-
-def _update_running(running: Array, new: Array, momentum: float) -> None:
-    """``running ← (1 − momentum)·running + momentum·new``, in place (PyTorch's convention)."""
-    with _no_grad(running):
-        running *= 1.0 - momentum
-        running += momentum * new
+def _update_running(pairs: list[tuple[Array, Array]], momentum: float) -> None:
+    """``running ← (1 − momentum)·running + momentum·new`` in place, for each ``(running, new)`` (PyTorch's convention)."""
+    if not pairs:
+        return
+    if not isinstance(pairs[0][0], torch.Tensor):
+        for running, new in pairs:
+            running *= 1.0 - momentum
+            running += momentum * new
+        return
+    with torch.no_grad():
+        if all(r.dtype == n.dtype and r.dtype in (torch.float32, torch.float64) for r, n in pairs):
+            # the same arithmetic, bit for bit, in three calls for all the buffers
+            running = [r for r, _ in pairs]
+            torch._foreach_mul_(running, 1.0 - momentum)
+            torch._foreach_add_(running, torch._foreach_mul([n for _, n in pairs], momentum))
+        else:
+            for running, new in pairs:
+                running *= 1.0 - momentum
+                running += momentum * new
 
 
 def _apply_stats(x: Array, mean: Array, var: Array, eps: float, weight: Array | None, bias: Array | None) -> Array:
@@ -117,16 +125,18 @@ def batch_norm(
     view = lambda p: channel_view(p, input.ndim)  # noqa: E731
     S = batch_set()
     if training:
-        if S.set_size(tuple(input.shape)) == 0:
+        n = S.set_size(tuple(input.shape))
+        if n == 0:
             # An empty batch (N = 0), as torch allows: nothing to normalize, running stats unchanged.
             return _like(_affine(input, weight, bias, view), input)
-        chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input)
+        chk.check_more_than_one(n, op, input)
         y, m = normalize(input, S, eps, *(None if p is None else view(p) for p in (weight, bias)))
+        updates = []
         if running_mean is not None:
-            _update_running(running_mean, m.mean.reshape(C), momentum)
+            updates.append((running_mean, m.mean.reshape(C)))
         if running_var is not None:
-            n = m.count
-            _update_running(running_var, m.var.reshape(C) * (n / (n - 1)), momentum)
+            updates.append((running_var, m.var.reshape(C) * (n / (n - 1))))
+        _update_running(updates, momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when training=False")
@@ -177,12 +187,13 @@ def instance_norm(
         N = int(input.shape[0])
         if N == 0 or positions == 0:  # an empty input, as torch allows: running statistics unchanged
             return y
+        updates = []
         if running_mean is not None:
-            _update_running(running_mean, xp.mean(xp.reshape(m.mean, (N, C)), axis=0), momentum)
+            updates.append((running_mean, xp.mean(xp.reshape(m.mean, (N, C)), axis=0)))
         if running_var is not None:
-            n = m.count
-            unbiased = xp.reshape(m.var, (N, C)) * (n / (n - 1))
-            _update_running(running_var, xp.mean(unbiased, axis=0), momentum)
+            unbiased = xp.reshape(m.var, (N, C)) * (positions / (positions - 1))
+            updates.append((running_var, xp.mean(unbiased, axis=0)))
+        _update_running(updates, momentum)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var must be given when use_input_stats=False")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import math
 import os
 import platform
@@ -47,7 +46,7 @@ from torch._subclasses.fake_tensor import is_fake
 
 from . import kernel_cache
 
-__all__ = ["Layout", "Kernel", "layout", "available", "disabled", "status"]
+__all__ = ["Layout", "Kernel", "layout", "shape_layout", "usable", "available", "disabled", "status"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused.c"
 _HEADER = _SOURCE.with_name("fused_body.h")
@@ -106,33 +105,46 @@ def available() -> bool:
     return _load() is not None
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
 def _without_storage(t: torch.Tensor) -> bool:
     # torch.func wraps tensors; torch.compile, torch.export and FakeTensorMode
     # see tensors without data: the kernels need real memory
-    return torch._C._functorch.is_functorch_wrapped_tensor(t) or torch.compiler.is_compiling() or is_fake(t)
+    if torch.compiler.is_compiling():
+        return True
+    if type(t) in _PLAIN:  # the common case, decided without the slower checks below
+        return torch._C._functorch.is_functorch_wrapped_tensor(t)
+    return torch._C._functorch.is_functorch_wrapped_tensor(t) or is_fake(t)
+
+
+def usable(xv, *params) -> bool:
+    """True when the kernels can run on these tensors: what :func:`shape_layout` does not see.
+
+    ``xv`` must be a contiguous, non-empty CPU tensor of float32 or float64
+    with real memory (not inside ``torch.func``, ``torch.compile`` or fake
+    tensors), the parameters (or ``None``) of the same dtype and device, the
+    kernels built, and not switched off (:func:`disabled`, ``NORMLIB_FUSED=0``).
+    """
+    if _off or not isinstance(xv, torch.Tensor) or xv.device.type != "cpu" or xv.dtype not in _DTYPES:
+        return False
+    if not xv.is_contiguous() or xv.numel() == 0 or _without_storage(xv):
+        return False
+    for p in params:
+        if p is not None and (not isinstance(p, torch.Tensor) or p.dtype != xv.dtype
+                              or p.device != xv.device or _without_storage(p)):
+            return False
+    return _lib is not None or available()
 
 
 def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
     """The :class:`Layout` when the fused kernels can take this call, else ``None``.
 
-    ``xv`` is the viewed input, ``axes`` the axes of S, ``wv``/``bv`` the
-    viewed parameters (broadcastable to ``xv``).  S must be a trailing block of
-    axes, plus perhaps the batch axis 0 (Batch Norm: ``B`` = N blocks per set).
-    Along the axes between the batch axis and S a parameter may vary only on a
-    trailing block (the groups ``G``), inside S only on a leading block (``K``),
-    and it must be constant along the rest (``L``) and along the batch axis.
-    Batch Norm of ``(N, C)`` input, whose blocks would be single numbers, is
-    left to the whole-tensor path (blocks shorter than 8 entries gain nothing).
+    :func:`usable` on the tensors, then :func:`shape_layout` on their shapes
+    (parameters with fewer dimensions than ``xv`` are aligned on the trailing
+    axes, as broadcasting does).
     """
-    if _off or not isinstance(xv, torch.Tensor) or xv.device.type != "cpu" or xv.dtype not in _DTYPES:
-        return None
-    if not axes or not xv.is_contiguous() or xv.numel() == 0 or _without_storage(xv):
-        return None
-    for p in (wv, bv):
-        if p is not None and (not isinstance(p, torch.Tensor) or p.dtype != xv.dtype
-                              or p.device != xv.device or _without_storage(p)):
-            return None
-    if not available():
+    if not axes or not usable(xv, wv, bv):
         return None
     nd = xv.ndim
     if any(p is not None and p.ndim > nd for p in (wv, bv)):
@@ -141,12 +153,24 @@ def layout(xv, axes: tuple[int, ...], wv=None, bv=None) -> Layout | None:
     def padded(p):  # broadcasting aligns trailing axes: a parameter may have fewer
         return None if p is None else (1,) * (nd - p.ndim) + tuple(p.shape)
 
-    return _shape_layout(tuple(xv.shape), tuple(axes), padded(wv), padded(bv))
+    return shape_layout(tuple(xv.shape), tuple(axes), padded(wv), padded(bv))
 
 
-@functools.lru_cache(maxsize=512)
-def _shape_layout(shape, axes, wshape, bshape) -> Layout | None:
-    """:func:`layout`'s arithmetic on shapes alone (remembered: a training loop asks it the same question)."""
+def shape_layout(shape, axes, wshape, bshape) -> Layout | None:
+    """The :class:`Layout` of a viewed input of ``shape`` with S on ``axes`` and parameters of ``wshape``/``bshape``
+    (as many dimensions as ``shape``, or ``None``), or ``None`` when the sets are not contiguous blocks or a
+    parameter is not one ``(G, K)`` table.
+
+    S must be a trailing block of axes, plus perhaps the batch axis 0 (Batch
+    Norm: ``B`` = N blocks per set).  Along the axes between the batch axis and
+    S a parameter may vary only on a trailing block (the groups ``G``), inside S
+    only on a leading block (``K``), and it must be constant along the rest
+    (``L``) and along the batch axis.  Batch Norm of ``(N, C)`` input, whose
+    blocks would be single numbers, is left to the whole-tensor path (blocks
+    shorter than 8 entries gain nothing).
+    """
+    if not axes:
+        return None
     nd = len(shape)
     batch_in = axes[0] == 0
     inner = axes[1:] if batch_in else axes
@@ -230,6 +254,11 @@ def _through_dispatcher() -> bool:
     return torch._C._len_torch_dispatch_stack() > 0 or torch.autograd._profiler_enabled()
 
 
+def _table(p):
+    # the kernels read a parameter as a contiguous (G, K) table: any shape with that memory will do
+    return p if p is None or p.is_contiguous() else p.contiguous()
+
+
 class Kernel(NamedTuple):
     """The C kernels for one :class:`Layout`: the interface :mod:`normlib.core` runs every kernel through.
 
@@ -244,8 +273,7 @@ class Kernel(NamedTuple):
     def forward(self, xv, weight, bias, eps: float, center: bool):
         """``(y, mean, var, saved)``: ``y`` of ``xv``'s shape, the statistics of ``stat_shape``, and what
         :meth:`backward` takes besides ``x`` and ``mean`` (here the variance itself)."""
-        w = None if weight is None else weight.contiguous().reshape(-1)
-        b = None if bias is None else bias.contiguous().reshape(-1)
+        w, b = _table(weight), _table(bias)
         op = _forward_op if _through_dispatcher() else _forward_impl
         y, mean, var = op(xv, w, b, *self.layout, float(eps), bool(center), list(self.stat_shape))
         return y, mean, var, var  # the backward's own statistic is the variance
@@ -255,7 +283,7 @@ class Kernel(NamedTuple):
         need_b = bias_shape is not None
         # rstd is 0 where var overflowed the dtype: the backward kernel then takes the set's variance again
         rstd = torch.rsqrt(var + eps)
-        w = None if weight is None else weight.contiguous().reshape(-1)
+        w = _table(weight)
         op = _backward_op if _through_dispatcher() else _backward_impl
         dx, dw, db = op(dy.contiguous(), xv, mean.contiguous(), rstd.contiguous(), w, *self.layout,
                         bool(center), bool(need_w), need_b)

@@ -738,6 +738,6 @@ def test_the_build_key_names_the_processor_and_the_cache_falls_back_when_not_wri
 
 def test_shape_layout_does_not_depend_on_whether_weight_and_bias_shapes_are_one_object():
     shape = (1, 4, 3, 1)
-    same = fused._shape_layout((2, 4, 3, 5), (2, 3), shape, shape)
-    equal = fused._shape_layout((2, 4, 3, 5), (2, 3), (1, 4, 3, 1), tuple([1, 4, 3, 1]))
+    same = fused.shape_layout((2, 4, 3, 5), (2, 3), shape, shape)
+    equal = fused.shape_layout((2, 4, 3, 5), (2, 3), (1, 4, 3, 1), tuple([1, 4, 3, 1]))
     assert same == equal == fused.Layout(R=2, B=1, G=4, K=3, L=5)
