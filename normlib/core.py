@@ -348,12 +348,14 @@ def _plan(S: StatSet, shape: tuple[int, ...], wshape, bshape) -> _Plan:
     if plan is None:
         view = tuple(S.view_shape(shape))
         axes = S.reduce_axes(shape)
-        count = math.prod(view[a] for a in axes)
+        count = math.prod([view[a] for a in axes])
         stat = tuple(1 if i in axes else s for i, s in enumerate(view))
         wview, bview = _param_view_shape(wshape, shape, S), _param_view_shape(bshape, shape, S)
         layout = fused.shape_layout(view, axes, wview, bview)
         plan = _Plan(shape, view, axes, count, wview, bview, _WholeTensor(axes, count),
                      None if layout is None else fused.Kernel(layout, axes, stat))
+        if torch.compiler.is_compiling():  # a traced call computes its plan; the graph remembers it
+            return plan
         if len(_PLANS) > 4096:  # many shapes (e.g. varying sequence lengths): start again
             _PLANS.clear()
         _PLANS[key] = plan
@@ -502,7 +504,9 @@ def normalize(
     plan = _plan(S, shape, None if weight is None else tuple(weight.shape),
                  None if bias is None else tuple(bias.shape))
     dtype = _compute_dtype(x.dtype)
-    if not isinstance(x, torch.Tensor) or x.numel() == 0 or _in_transform(x, weight, bias):
+    # torch.compile traces the reference formulas (plain torch operations) into its graph
+    if (torch.compiler.is_compiling() or not isinstance(x, torch.Tensor) or x.numel() == 0
+            or _in_transform(x, weight, bias)):
         return _normalize_by_reference(x, S, plan, dtype, eps, weight, bias, center)
     xc = _cast(x, dtype)
     wc = None if weight is None else _cast(weight, dtype)
@@ -518,7 +522,7 @@ def normalize(
 
 def _normalize_by_reference(x, S, plan, dtype, eps, weight, bias, center):
     """:func:`normalize` by :mod:`normlib.reference`: NumPy, empty tensors, ``torch.func`` transforms."""
-    xp = array_api_compat.array_namespace(x)
+    xp = reference._namespace(x)
     xc = _cast(x, dtype)
     m = reference.moments(xc, S, center=center)
     wv = None if weight is None else _cast(xp.reshape(weight, plan.weight_view), dtype)

@@ -24,6 +24,8 @@ import math
 from typing import Any, NamedTuple
 
 import array_api_compat
+import array_api_compat.torch as _torch_xp
+import torch
 
 from .sets import StatSet
 
@@ -40,6 +42,11 @@ class Moments(NamedTuple):
     count: int  # |S|, the number of entries each statistic is taken over
 
 
+def _namespace(x: Array):
+    # torch tensors first: the common case, and one torch.compile can trace
+    return _torch_xp if isinstance(x, torch.Tensor) else array_api_compat.array_namespace(x)
+
+
 def moments(x: Array, S: StatSet, *, center: bool = True) -> Moments:
     """Mean and biased variance of ``x`` over S: the mean first, then the mean squared deviation.
 
@@ -47,7 +54,7 @@ def moments(x: Array, S: StatSet, *, center: bool = True) -> Moments:
     (``E[x²] − E[x]²`` would cancel).  ``center=False`` (RMSNorm) takes no mean:
     ``mean`` is zeros and ``var`` is ``mean_S(x²)``.
     """
-    xp = array_api_compat.array_namespace(x)
+    xp = _namespace(x)
     shape = tuple(x.shape)
     xs = xp.reshape(x, S.view_shape(shape))
     axes = S.reduce_axes(shape)
@@ -58,7 +65,7 @@ def moments(x: Array, S: StatSet, *, center: bool = True) -> Moments:
     else:
         var = xp.mean(xs * xs, axis=axes, keepdims=True)
         mean = xp.zeros_like(var)
-    return Moments(mean, var, math.prod(xs.shape[a] for a in axes))
+    return Moments(mean, var, math.prod([xs.shape[a] for a in axes]))
 
 
 def standardize(x: Array, mean: Array, var: Array, eps: float,
@@ -70,7 +77,7 @@ def standardize(x: Array, mean: Array, var: Array, eps: float,
     entry) is what normlib's kernels do too; it can differ from dividing in the
     last bit.
     """
-    xp = array_api_compat.array_namespace(x)
+    xp = _namespace(x)
     rstd = 1.0 / xp.sqrt(var + eps)
     y = (x - mean) * rstd
     if weight is not None:
@@ -82,7 +89,7 @@ def standardize(x: Array, mean: Array, var: Array, eps: float,
 
 def _sum_to(a: Array, shape: tuple[int, ...]) -> Array:
     """Sum ``a`` over the axes along which an array of ``shape`` was broadcast to it."""
-    xp = array_api_compat.array_namespace(a)
+    xp = _namespace(a)
     lead = a.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and a.shape[lead + i] != 1)
     return xp.reshape(xp.sum(a, axis=axes, keepdims=True) if axes else a, shape)
@@ -94,7 +101,7 @@ def normalized_backward(g: Array, x_hat: Array, rstd: Array, axes: tuple[int, ..
 
         dx = rstd · (g − mean_S(g) − x̂ · mean_S(g · x̂))      (no mean_S(g) term if not centred)
     """
-    xp = array_api_compat.array_namespace(g)
+    xp = _namespace(g)
     mean_g = xp.mean(g, axis=axes, keepdims=True) if center else 0.0
     return rstd * (g - mean_g - x_hat * xp.mean(g * x_hat, axis=axes, keepdims=True))
 
@@ -108,7 +115,7 @@ def standardize_backward(dy: Array, x: Array, axes: tuple[int, ...], eps: float,
     ``dweight = Σ dy · x̂`` and ``dbias = Σ dy`` over the axes each parameter is
     broadcast along (``None`` without a weight, or unless ``bias_shape`` is given).
     """
-    xp = array_api_compat.array_namespace(x)
+    xp = _namespace(x)
     mean = xp.mean(x, axis=axes, keepdims=True) if center else 0.0
     dev = x - mean
     rstd = 1.0 / xp.sqrt(xp.mean(dev * dev, axis=axes, keepdims=True) + eps)

@@ -110,7 +110,7 @@ class StatSet:
     def set_size(self, shape: tuple[int, ...]) -> int:
         """``|S|``: how many entries share one mean and variance."""
         view = self.view_shape(shape)
-        return math.prod(view[i] for i in self.reduce_axes(shape))
+        return math.prod([view[i] for i in self.reduce_axes(shape)])
 
     # -- the picture ------------------------------------------------------
     def labels(self, shape: tuple[int, ...]) -> np.ndarray:
