@@ -15,9 +15,10 @@ One path down
 :func:`normalize` (the public function) views and casts the input, then takes
 one of three routes:
 
-* NumPy (or any array-API array), an empty tensor, or a tensor inside a
-  ``torch.func`` transform: the reference formulas, in array operations that
-  autograd and ``torch.func`` differentiate (``grad``, ``vmap``, ``hessian``);
+* NumPy (or any array-API array), an empty tensor, a tensor inside a
+  ``torch.func`` transform, or a call ``torch.compile`` is tracing: the
+  reference formulas, in array operations that autograd, ``torch.func``
+  (``grad``, ``vmap``, ``hessian``) and Dynamo all see through;
 * otherwise a *kernel*, chosen in one place (:func:`_kernel`): the C kernels of
   :mod:`normlib.fused` (one loop per set, as PyTorch's native kernels) where
   they apply, else :class:`_WholeTensor`, the same arithmetic in whole-tensor
