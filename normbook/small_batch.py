@@ -156,6 +156,7 @@ class SmallBatchResult:
 @one_thread()
 def _with_population_stats(model: SmallBatchCNN, x: Tensor, batch_size: int = 128) -> SmallBatchCNN:
     twin = copy.deepcopy(model)
+    batch_size = min(batch_size, len(x))
     n = len(x) - len(x) % batch_size
     xs = x[:n].expand(-1, twin.copies, -1, -1)
     recompute_bn_statistics(twin, [xs[k : k + batch_size] for k in range(0, n, batch_size)])
