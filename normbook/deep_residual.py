@@ -168,15 +168,15 @@ def train_residual(
     data: Digits,
     steps: int = 150,
     batch_size: int = 64,
-    lr: float = 0.05,
+    lr: float = 0.02,
     momentum: float = 0.9,
     seed: int = 0,
     agc: float | None = None,
 ) -> float:
     """SGD with momentum (constant rate) for ``steps`` batches; returns the test error (%).
 
-    A diverged run (a non-finite loss) stops early and returns 100 - 10 %
-    would be chance, but a network with non-finite weights predicts nothing.
+    A run whose loss overflows (is not finite) stops there and counts as
+    100 % error: a network with non-finite outputs predicts nothing.
     ``agc`` clips every parameter but the classifier's with
     :func:`normlib.norm_free.adaptive_grad_clip_` at that ratio.
     """

@@ -89,7 +89,7 @@ class BatchRenorm2d(BatchNorm2d):
 
     Example::
 
-        >>> torch.manual_seed(0)
+        >>> _ = torch.manual_seed(0)
         >>> brn = BatchRenorm2d(3, r_max=1.0, d_max=0.0)   # no correction: Batch Norm
         >>> x = torch.randn(4, 3, 2, 2)
         >>> torch.equal(brn(x), BatchNorm2d(3)(x))

@@ -174,7 +174,7 @@ def adaptive_grad_clip_(parameters: Iterable[Tensor], clipping: float = 0.01, ep
         >>> w.grad = torch.tensor([[1.0, 0.0, 0.0], [0.001, 0.0, 0.0]])
         >>> adaptive_grad_clip_([w], clipping=0.01)
         1
-        >>> round(float(w.grad[0].norm() / w[0].norm()), 6)  # clipped to 1 % of the row's norm
+        >>> round(float(w.grad[0].norm() / w.detach()[0].norm()), 6)  # 1 % of the row's norm
         0.01
     """
     if not isinstance(clipping, (int, float)) or isinstance(clipping, bool) or not 0 < clipping < math.inf:

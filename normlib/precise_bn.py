@@ -74,7 +74,7 @@ def recompute_bn_statistics(model: nn.Module, batches: Iterable, *, pooled: bool
     Example::
 
         >>> import torch
-        >>> torch.manual_seed(0)
+        >>> _ = torch.manual_seed(0)
         >>> bn = torch.nn.BatchNorm2d(2)
         >>> data = [torch.randn(4, 2, 3, 3) * 3 + 1 for _ in range(5)]
         >>> recompute_bn_statistics(bn, data)
