@@ -17,7 +17,7 @@ def test_plain_stream_grows_about_sqrt3_per_block_and_identity_starts_do_not(dat
     growth = stds["plain"][-1] / stds["plain"][0]
     assert 3 ** (16 / 2) / 4 < growth < 3 ** (16 / 2) * 4  # branch variance 2v: stream var x3
     for v in ("zero-γ", "SkipInit", "Fixup"):
-        torch.testing.assert_close(torch.tensor(stds[v]), torch.full((17,), stds[v][0]), rtol=1e-12, atol=0)
+        torch.testing.assert_close(torch.tensor(stds[v]), torch.full((17,), stds[v][0], dtype=torch.float64), rtol=1e-12, atol=0)
     assert stds["BN"][-1] / stds["BN"][0] < 5
 
 
