@@ -163,6 +163,7 @@ def _with_population_stats(model: SmallBatchCNN, x: Tensor, batch_size: int = 12
     return twin.eval()
 
 
+@one_thread()
 def run_small_batch_sweep(
     data: Digits,
     methods: Sequence[str] = METHODS,
@@ -182,6 +183,7 @@ def run_small_batch_sweep(
     copies are evaluated a second time with running statistics recomputed over
     the training set in batches of 128 (row ``BN+pop``).  Trained in ``dtype``
     (float64 by default: outputs then do not depend on the arithmetic path).
+    Runs on one thread (see :class:`normbook.digits_sweep.one_thread`).
     """
     n = len(data.y_train)
     if dtype == torch.float64:
