@@ -157,8 +157,9 @@ class BatchRenorm2d(BatchNorm2d):
         y, stats = normalize(input, S, self.eps, view(w), view(b))
         n = stats.count
         with torch.no_grad():
-            F._update_running(self.running_mean, stats.mean.reshape(C), self.momentum)
-            F._update_running(self.running_var, stats.var.reshape(C) * (n / (n - 1)), self.momentum)
+            F._update_running([(self.running_mean, stats.mean.reshape(C)),
+                               (self.running_var, stats.var.reshape(C) * (n / (n - 1)))],
+                              self.momentum)
             self.num_batches_tracked.add_(1)
         self.last_r, self.last_d = r, d
         return y
