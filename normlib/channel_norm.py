@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+import torch  # the docstrings' examples run in this namespace
+from torch import Tensor
 
 from . import _checks as chk
 from .core import normalize
+from .nn import NormModule
 from .sets import channel_set
 
 __all__ = ["channel_layer_norm", "ChannelLayerNorm"]
@@ -74,7 +75,7 @@ def channel_layer_norm(
     return y
 
 
-class ChannelLayerNorm(nn.Module):
+class ChannelLayerNorm(NormModule):
     r"""ConvNeXt's LayerNorm for channels-first input (timm's ``LayerNorm2d``).
 
     .. math::  y_{n,:,p} = \operatorname{LN}(x_{n,:,p})\odot\gamma + \beta
@@ -115,16 +116,7 @@ class ChannelLayerNorm(nn.Module):
         self.num_channels = chk.check_positive_int(num_channels, "num_channels", op)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        kw = {"device": device, "dtype": dtype}
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.num_channels, **kw))
-            if bias:
-                self.bias = nn.Parameter(torch.zeros(self.num_channels, **kw))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self._register_affine((self.num_channels,), elementwise_affine, bias, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         chk.check_array(input, "ChannelLayerNorm")

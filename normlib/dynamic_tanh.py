@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks as chk
+from .nn import NormModule
 
 __all__ = ["dynamic_tanh", "DyT"]
 
@@ -86,7 +87,7 @@ def dynamic_tanh(
     return y
 
 
-class DyT(nn.Module):
+class DyT(NormModule):
     r"""Dynamic Tanh, a drop-in replacement for ``LayerNorm(normalized_shape)``.
 
     .. math::  y = \gamma \odot \tanh(\alpha x) + \beta
@@ -130,15 +131,13 @@ class DyT(nn.Module):
         self.alpha_init = float(alpha_init)
         self.elementwise_affine = elementwise_affine
         self.alpha = nn.Parameter(torch.full((1,), self.alpha_init, **kw))
-        if elementwise_affine:
-            self.weight = nn.Parameter(torch.ones(self.normalized_shape, **kw))
-            if bias:
-                self.bias = nn.Parameter(torch.zeros(self.normalized_shape, **kw))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self._register_affine(self.normalized_shape, elementwise_affine, bias, device, dtype)
+
+    def reset_parameters(self) -> None:
+        """α ← ``alpha_init``, γ ← 1, β ← 0."""
+        with torch.no_grad():
+            self.alpha.fill_(self.alpha_init)
+        self._reset_affine()
 
     def forward(self, input: Tensor) -> Tensor:
         return dynamic_tanh(input, self.normalized_shape, self.alpha, self.weight, self.bias)
