@@ -133,10 +133,7 @@ class BatchRenorm2d(BatchNorm2d):
     def forward(self, input: Tensor) -> Tensor:
         if not self.training:
             return super().forward(input)
-        op = type(self).__name__
-        chk.check_array(input, op)
-        self._check_input_dim(input)
-        self._check_channels(input, 1)
+        op = self._check_batch_input(input)
         S = batch_set()
         chk.check_more_than_one(S.set_size(tuple(input.shape)), op, input)
         C = self.num_features

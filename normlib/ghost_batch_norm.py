@@ -74,10 +74,7 @@ class GhostBatchNorm2d(BatchNorm2d):
     def forward(self, input: Tensor) -> Tensor:
         if not self.training:
             return super().forward(input)
-        op = type(self).__name__
-        chk.check_array(input, op)
-        self._check_input_dim(input)
-        self._check_channels(input, 1)
+        op = self._check_batch_input(input)
         g, n = self.ghost_batch_size, int(input.shape[0])
         if n % g:
             raise ValueError(

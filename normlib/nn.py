@@ -240,10 +240,18 @@ class _NormBase(NormModule):
 class _BatchNorm(_NormBase):
     """PyTorch's ``_BatchNorm.forward``: the bookkeeping around :func:`normlib.functional.batch_norm`."""
 
-    def forward(self, input: Tensor) -> Tensor:
-        chk.check_array(input, type(self).__name__)
+    def _check_batch_input(self, input: Tensor) -> str:
+        """The checks every Batch Norm module runs first (array, rank, channels); its name."""
+        op = type(self).__name__
+        chk.check_array(input, op)
         self._check_input_dim(input)
         self._check_channels(input, 1)
+        return op
+
+    def forward(self, input: Tensor) -> Tensor:
+        # called unbound, as _BatchNorm.forward(self, ...), by CrossProcessBatchNorm2d (a
+        # torch.nn.BatchNorm2d): name the class, not self, for the helper
+        _BatchNorm._check_batch_input(self, input)
         counts_batch = self.training and self.track_running_stats and self.num_batches_tracked is not None
         if counts_batch and self.momentum is None:
             # momentum=None: cumulative moving average, weight 1/t for batch t
