@@ -8,16 +8,16 @@ the digits (64 pixels in, 10 classes out): a linear stem to ``width`` features,
 ``x + α·f(x)`` with a two-layer branch ``f``; the variants differ in the branch
 and its initialization (weights: He-normal, ``std = sqrt(2 / fan_in)``):
 
-==========  ===================================================================
-``plain``   ``f = W₂ relu(W₁ x)``, α = 1: no normalization, nothing else
-``BN``      ``f = BN(W₂ relu(BN(W₁ x)))`` (Batch Norm after each linear layer)
-``zero-γ``  ``BN`` with the last Batch Norm's γ initialized to 0 (Goyal et al.)
-``SkipInit``  ``plain`` with a learned α initialized to 0 (De & Smith)
-``Fixup``   ``plain`` with Fixup's initialization, scalar biases and multiplier
-``NF``      ``f = W₂ relu(W₁ relu(x/β))`` with scaled Weight Standardization, β
-            the expected standard deviation of the stream, α = 0.2 (NF-ResNets);
-            trained with adaptive gradient clipping
-==========  ===================================================================
+==============  ===================================================================
+``plain``       ``f = W₂ relu(W₁ x)``, α = 1: no normalization, nothing else
+``BN``          ``f = BN(W₂ relu(BN(W₁ x)))`` (Batch Norm after each linear layer)
+``zero-γ``      ``BN`` with the last Batch Norm's γ initialized to 0 (Goyal et al.)
+``SkipInit``    ``plain`` with a learned α initialized to 0 (De & Smith)
+``Fixup``       ``plain`` with Fixup's initialization, scalar biases and multiplier
+``NF``          ``f = W₂ relu(W₁ relu(x/β))`` with scaled Weight Standardization, β
+                the expected standard deviation of the stream, α = 0.2 (NF-ResNets);
+                trained with adaptive gradient clipping
+==============  ===================================================================
 """
 from __future__ import annotations
 
