@@ -45,32 +45,11 @@ def load_photos(height: int = 64, width: int = 96, dtype=np.float32) -> np.ndarr
 
 
 def _sample_photos() -> list[np.ndarray]:
-    """The (427, 640, 3) uint8 photos of :data:`PHOTO_NAMES`, as ``load_sample_images().images``.
+    """The (427, 640, 3) uint8 photos of :data:`PHOTO_NAMES`, as ``load_sample_images().images``
+    (read by :func:`normbook.datasets.load_sample_image`, without importing scikit-learn)."""
+    from .datasets import load_sample_image
 
-    Reads the JPEG files in scikit-learn's ``datasets/images`` folder directly
-    (importing scikit-learn costs most of a second); falls back to
-    :func:`sklearn.datasets.load_sample_images` if the files are not where they
-    have always been.
-    """
-    import importlib.util
-    from pathlib import Path
-
-    from PIL import Image
-
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("load_photos: scikit-learn is required for its sample photos")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images"
-    files = [folder / f"{name}.jpg" for name in PHOTO_NAMES]
-    if all(f.is_file() for f in files):
-        photos = []
-        for f in files:
-            with Image.open(f) as im:
-                photos.append(np.asarray(im.convert("RGB")))
-        return photos
-    from sklearn.datasets import load_sample_images  # pragma: no cover - layout changed
-
-    return list(load_sample_images().images)  # pragma: no cover
+    return [load_sample_image(f"{name}.jpg") for name in PHOTO_NAMES]
 
 
 def channel_affine(x: np.ndarray, gain: Sequence[float], offset: Sequence[float]) -> np.ndarray:
