@@ -289,36 +289,51 @@ _TINY_RSTD = {torch.float32: 1e-10}
 class _WholeTensor(NamedTuple):
     """The whole-tensor torch kernel: :func:`_forward` and :func:`_backward` over ``axes`` (|S| = ``count``).
 
-    ``forward`` returns ``(y, mean, var, rstd)``; ``rstd`` is what ``backward``
-    takes besides the input and the mean (the C kernel's :class:`normlib.fused.Kernel`
-    has the same two methods).  Where ``Σ(x − μ)²`` overflows
-    float32 (``|x| ≳ 1e19``) both passes are taken again in float64, so the
-    answer does not depend on which kernel ran.
+    Takes and returns tensors in the caller's shapes and views them as S asks
+    (``view_shape``, ``weight_view``, ``bias_view``) inside, as the C kernel of
+    :class:`normlib.fused.Kernel`, which has the same two methods, reads them
+    as memory.  ``forward`` returns ``(y, mean, var, rstd)``; ``rstd`` is what
+    ``backward`` takes besides the input and the mean.  Where ``Σ(x − μ)²``
+    overflows float32 (``|x| ≳ 1e19``) both passes are taken again in float64,
+    so the answer does not depend on which kernel ran.
     """
 
     axes: tuple[int, ...]
     count: int
+    shape: tuple[int, ...]  # the input's
+    view_shape: tuple[int, ...]
+    weight_view: tuple[int, ...] | None
+    bias_view: tuple[int, ...] | None
 
-    def forward(self, xv, weight, bias, eps: float, center: bool):
-        y, mean, var, rstd = _forward(_TORCH, xv, self.axes, self.count, eps, weight, bias, center)
+    def forward(self, x, weight, bias, eps: float, center: bool):
+        xv, wv, bv = _view(x, self.view_shape), _view(weight, self.weight_view), _view(bias, self.bias_view)
+        y, mean, var, rstd = _forward(_TORCH, xv, self.axes, self.count, eps, wv, bv, center)
         if xv.dtype != torch.float64 and not _traced(xv) and not bool(torch.isfinite(var).all()):
-            wide = _forward(_TORCH, xv.double(), self.axes, self.count, eps, _double(weight), _double(bias), center)
+            wide = _forward(_TORCH, xv.double(), self.axes, self.count, eps, _double(wv), _double(bv), center)
             y, mean, var, rstd = (None if t is None else t.to(xv.dtype) for t in wide)
-        return y, (torch.zeros_like(var) if mean is None else mean), var, rstd
+        return _view(y, self.shape), (torch.zeros_like(var) if mean is None else mean), var, rstd
 
-    def backward(self, dy, xv, mean, rstd, weight, eps: float, center: bool, need_w: bool, bias_shape):
-        """``(dx, dweight, dbias)``; ``bias_shape`` is None when dbias is not wanted (``eps`` is in ``rstd``)."""
-        tiny = _TINY_RSTD.get(xv.dtype)
-        if tiny is not None and not _traced(xv) and bool((rstd < tiny).any()):
+    def backward(self, dy, x, mean, rstd, weight, eps: float, center: bool, need_w: bool, bias_shape):
+        """``(dx, dweight, dbias)`` in the caller's shapes; ``bias_shape`` (the bias's) is None when dbias
+        is not wanted (``eps`` is in ``rstd``)."""
+        tiny = _TINY_RSTD.get(x.dtype)
+        if tiny is not None and not _traced(x) and bool((rstd < tiny).any()):
             # r² and r³ would underflow float32: the backward in float64
-            wide = self.backward(dy.double(), xv.double(), mean.double(), rstd.double(), _double(weight), eps,
+            wide = self.backward(dy.double(), x.double(), mean.double(), rstd.double(), _double(weight), eps,
                                  center, need_w, bias_shape)
-            return tuple(None if g is None else g.to(xv.dtype) for g in wide)
-        shape = tuple(xv.shape)
-        w_axes = _param_axes(weight, shape) if need_w else None
-        b_axes = None if bias_shape is None else _param_axes(bias_shape, shape)
+            return tuple(None if g is None else g.to(x.dtype) for g in wide)
+        xv, dyv, wv = _view(x, self.view_shape), _view(dy, self.view_shape), _view(weight, self.weight_view)
+        w_axes = _param_axes(wv, self.view_shape) if need_w else None
+        b_axes = None if bias_shape is None else _param_axes(self.bias_view, self.view_shape)
         shift = mean if center else None
-        return _backward(_TORCH, dy, xv, shift, rstd, rstd, self.axes, self.count, weight, w_axes, b_axes, center)
+        g = _backward(_TORCH, dyv, xv, shift, rstd, rstd, self.axes, self.count, wv, w_axes, b_axes, center)
+        return (_view(g.x, self.shape), None if w_axes is None else g.weight.reshape(weight.shape),
+                None if b_axes is None else g.bias.reshape(bias_shape))
+
+
+def _view(t, shape):
+    """``t`` reshaped to ``shape`` (``None`` stays ``None``; no call where the shape is already right)."""
+    return t if t is None or t.shape == shape else t.reshape(shape)
 
 
 def _double(t):
@@ -353,7 +368,7 @@ def _plan(S: StatSet, shape: tuple[int, ...], wshape, bshape) -> _Plan:
         stat = tuple(1 if i in axes else s for i, s in enumerate(view))
         wview, bview = _param_view_shape(wshape, shape, S), _param_view_shape(bshape, shape, S)
         layout = fused.shape_layout(view, axes, wview, bview)
-        plan = _Plan(shape, view, axes, count, wview, bview, _WholeTensor(axes, count),
+        plan = _Plan(shape, view, axes, count, wview, bview, _WholeTensor(axes, count, shape, view, wview, bview),
                      None if layout is None else fused.Kernel(layout, axes, stat))
         if torch.compiler.is_compiling():  # a traced call computes its plan; the graph remembers it
             return plan
@@ -405,8 +420,8 @@ class _Normalize(torch.autograd.Function):
     """``y = standardize(x, μ_S, σ²_S, eps, γ, β)`` by ``kernel``, with its analytic backward.
 
     Takes the input and parameters as the caller holds them (in the compute
-    dtype) and views them as S asks inside, so the graph holds one node per
-    call.  Saves the input, γ, μ and the kernel's own statistic, as PyTorch's
+    dtype); the kernel views them as S asks (the C kernel reads them as memory
+    and needs no view), so the graph holds one node per call.  Saves the input, γ, μ and the kernel's own statistic, as PyTorch's
     native kernels do: no activation of its own.  When the backward is itself
     differentiated (``create_graph=True``: gradient penalties, Hessians), it
     runs the reference backward in torch operations, which autograd can
@@ -415,31 +430,33 @@ class _Normalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, plan, kernel, eps, center):  # type: ignore[override]
-        xv, wv, bv = _views(plan, x, weight, bias)
-        y, mean, var, saved = kernel.forward(xv, wv, bv, eps, center)
+        y, mean, var, saved = kernel.forward(x, weight, bias, eps, center)
         ctx.plan, ctx.kernel, ctx.eps, ctx.center = plan, kernel, eps, center
         ctx.bias_shape = None if bias is None else tuple(bias.shape)
         ctx.save_for_backward(x, weight, mean, saved)
         ctx.mark_non_differentiable(mean, var)
-        return (y if plan.view_shape == plan.shape else y.reshape(plan.shape)), mean, var
+        ctx.set_materialize_grads(False)  # the statistics get no gradient: no zeros to allocate for them
+        return y, mean, var
 
     @staticmethod
     def backward(ctx, dy, _grad_mean, _grad_var):  # type: ignore[override]
+        if dy is None:
+            return (None,) * 7
         x, weight, mean, saved = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        plan = ctx.plan
-        xv, wv, _ = _views(plan, x, weight, None)
-        dyv, _, _ = _views(plan, dy, None, None)
-        bias_shape = plan.bias_view if need_b else None
+        bias_shape = ctx.bias_shape if need_b else None
         if torch.is_grad_enabled():  # create_graph=True: a backward autograd can differentiate
-            dx, dw, db = reference.standardize_backward(dyv, xv, plan.axes, ctx.eps, wv, bias_shape,
-                                                        center=ctx.center)
-        else:
-            dx, dw, db = ctx.kernel.backward(dyv, xv, mean, saved, wv, ctx.eps, ctx.center, need_w, bias_shape)
-        if need_x and plan.view_shape != plan.shape:
+            plan = ctx.plan
+            xv, wv, _ = _views(plan, x, weight, None)
+            dyv, _, _ = _views(plan, dy, None, None)
+            dx, dw, db = reference.standardize_backward(dyv, xv, plan.axes, ctx.eps, wv,
+                                                        plan.bias_view if need_b else None, center=ctx.center)
             dx = dx.reshape(plan.shape)
-        return ((dx if need_x else None), (dw.reshape(weight.shape) if need_w else None),
-                (db.reshape(ctx.bias_shape) if need_b else None), None, None, None, None)
+            dw = dw.reshape(weight.shape) if need_w else None
+            db = db.reshape(bias_shape) if need_b else None
+        else:
+            dx, dw, db = ctx.kernel.backward(dy, x, mean, saved, weight, ctx.eps, ctx.center, need_w, bias_shape)
+        return (dx if need_x else None), dw, db, None, None, None, None
 
 
 # ---------------------------------------------------------------------------
@@ -516,8 +533,7 @@ def normalize(
     if _needs_grad(x, weight, bias):
         y, mean, var = _Normalize.apply(xc, wc, bc, plan, kernel, eps, center)
     else:
-        y, mean, var, _ = kernel.forward(*_views(plan, xc, wc, bc), eps, center)
-        y = y.reshape(shape)
+        y, mean, var, _ = kernel.forward(xc, wc, bc, eps, center)
     return _cast(y, x.dtype), Moments(mean, var, plan.count)
 
 

@@ -169,9 +169,11 @@ def shape_layout(shape, axes, wshape, bshape) -> Layout | None:
     Norm: ``B`` = N blocks per set).  Along the axes between the batch axis and
     S a parameter may vary only on a trailing block (the groups ``G``), inside S
     only on a leading block (``K``), and it must be constant along the rest
-    (``L``) and along the batch axis.  Batch Norm of ``(N, C)`` input, whose
-    blocks would be single numbers, is left to the whole-tensor path (blocks
-    shorter than 8 entries gain nothing).
+    (``L``) and along the batch axis.  Batch Norm whose blocks are shorter
+    than 8 entries (``(N, C)`` input: single numbers) is left to the
+    whole-tensor path when the input has more than 4096 entries: there the
+    kernel's strided reads cost more than that path's extra passes; on a
+    smaller input the kernel's lower fixed cost per call wins.
     """
     if not axes:
         return None
@@ -180,8 +182,8 @@ def shape_layout(shape, axes, wshape, bshape) -> Layout | None:
     inner = axes[1:] if batch_in else axes
     a0 = inner[0] if inner else nd
     first = 1 if batch_in else 0  # the first axis that indexes sets
-    if inner != tuple(range(a0, nd)) or (batch_in and math.prod(shape[a0:]) < 8):
-        return None  # not contiguous blocks (or blocks too short to gain from fusing)
+    if inner != tuple(range(a0, nd)) or (batch_in and math.prod(shape[a0:]) < 8 and math.prod(shape) > 4096):
+        return None  # not contiguous blocks (or short blocks of a large input: see above)
     g0 = k1 = a0
     for is_bias, pshape in enumerate((wshape, bshape)):
         if pshape is None:
@@ -274,24 +276,25 @@ class Kernel(NamedTuple):
     axes: tuple[int, ...]
     stat_shape: tuple[int, ...]
 
-    def forward(self, xv, weight, bias, eps: float, center: bool):
-        """``(y, mean, var, saved)``: ``y`` of ``xv``'s shape, the statistics of ``stat_shape``, and what
-        :meth:`backward` takes besides ``x`` and ``mean`` (here the variance itself)."""
+    def forward(self, x, weight, bias, eps: float, center: bool):
+        """``(y, mean, var, saved)``: ``y`` of ``x``'s shape, the statistics of ``stat_shape``, and what
+        :meth:`backward` takes besides ``x`` and ``mean`` (here the variance itself).  The tensors may
+        have the caller's shapes or the view's: the kernel reads their memory."""
         w, b = _table(weight), _table(bias)
         op = _forward_op if _through_dispatcher() else _forward_impl
-        y, mean, var = op(xv, w, b, *self.layout, float(eps), bool(center), list(self.stat_shape))
+        y, mean, var = op(x, w, b, *self.layout, float(eps), bool(center), list(self.stat_shape))
         return y, mean, var, var  # the backward's own statistic is the variance
 
-    def backward(self, dy, xv, mean, var, weight, eps: float, center: bool, need_w: bool, bias_shape):
-        """``(dx, dweight, dbias)``, the parameter gradients flat (``G·K``), ``None`` when not wanted."""
+    def backward(self, dy, x, mean, var, weight, eps: float, center: bool, need_w: bool, bias_shape):
+        """``(dx, dweight, dbias)``: ``dx`` of ``x``'s shape, ``dweight`` of ``weight``'s, ``dbias`` of
+        ``bias_shape`` (``None`` when that gradient is not wanted)."""
         need_b = bias_shape is not None
         # rstd is 0 where var overflowed the dtype: the backward kernel then takes the set's variance again
         rstd = torch.rsqrt(var + eps)
-        w = _table(weight)
         op = _backward_op if _through_dispatcher() else _backward_impl
-        dx, dw, db = op(dy.contiguous(), xv, mean.contiguous(), rstd.contiguous(), w, *self.layout,
+        dx, dw, db = op(dy.contiguous(), x, mean, rstd, _table(weight), *self.layout,
                         bool(center), bool(need_w), need_b)
-        return dx, (dw if need_w else None), (db if need_b else None)
+        return dx, (dw.view(weight.shape) if need_w else None), (db.view(bias_shape) if need_b else None)
 
 
 @contextlib.contextmanager

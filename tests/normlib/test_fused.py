@@ -41,8 +41,11 @@ DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["
 
 # (id, set S, input shape, parameter shape broadcastable to the input, center, fused expected)
 CASES = [
-    # (N, C): one entry per block, too short for the kernel (layout's documented cut-off of 8)
-    ("BN-2d", batch_set(), (16, 3), (1, 3), True, False),
+    # (N, C): one entry per block; the kernel takes it on a small input, the whole-tensor
+    # path on a large one (layout's documented cut-off: blocks under 8 entries, over 4096 entries)
+    ("BN-2d", batch_set(), (16, 3), (1, 3), True, True),
+    ("BN-2d-large", batch_set(), (1100, 4), (1, 4), True, False),
+    ("BN-4d-short-blocks", batch_set(), (3, 5, 2, 2), (1, 5, 1, 1), True, True),
     ("BN-3d", batch_set(), (4, 3, 10), (1, 3, 1), True, True),
     ("BN-4d", batch_set(), (3, 4, 3, 5), (1, 4, 1, 1), True, True),
     ("IN-3d", instance_set(), (2, 3, 7), (1, 3, 1), True, True),
@@ -318,7 +321,7 @@ def test_layout_of_the_documented_shapes(name, x, axes, w, b, expected):
     ("S-not-trailing", _t(3, 4, 10), (1,), None, None),
     ("S-with-a-gap", _t(2, 3, 4, 5), (1, 3), None, None),
     ("batch-and-not-trailing", _t(4, 3, 10), (0, 1), None, None),
-    ("batch-blocks-too-short", _t(16, 3), (0,), _t(1, 3), None),
+    ("batch-blocks-short-on-a-large-input", _t(1100, 4), (0,), _t(1, 4), None),
     ("weight-on-trailing-axis-of-S", _t(3, 4, 10), (1, 2), _t(1, 1, 10), None),
     ("weight-with-gap-in-G", _t(2, 3, 4, 5), (3,), _t(1, 3, 1, 1), None),
     ("weight-on-batch-axis-for-BN", _t(4, 3, 10), (0, 2), _t(4, 3, 1), None),
