@@ -183,7 +183,7 @@ def train_residual(
     dtype = model.stem.weight.dtype
     x, y = data.x_train.flatten(1).to(dtype), data.y_train
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, fused=True)
     clipped = [p for name, p in model.named_parameters() if not name.startswith("head.")]
     model.train()
     perm, k = torch.randperm(len(y), generator=g), 0

@@ -195,7 +195,7 @@ def train(model: TinyTransformer, steps: int, lr: float, *, warmup: int = 0, bat
         raise ValueError(f"train: need steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
     gen = torch.Generator().manual_seed(seed)
     dtype = next(model.parameters()).dtype
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, fused=True)  # one C loop
     hist = History([], [], [])
     model.train()
     for step in range(steps):
@@ -255,7 +255,7 @@ def step_closure(model: nn.Module, batch: int = BATCH, length: int = LENGTH, voc
     """A callable that runs one forward + backward + Adam step of ``model`` on a fixed batch (for timing)."""
     gen = torch.Generator().manual_seed(0)
     x, y = sort_task(batch, length, vocab, gen)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
 
     def step() -> None:
         loss = nn.functional.cross_entropy(model(x).reshape(-1, vocab), y.reshape(-1))
@@ -294,7 +294,7 @@ def conditional_task(n: int, classes: int = 4, channels: int = 8, size: int = 6,
 def train_conditional(model: nn.Module, x: Tensor, cond: Tensor, target: Tensor, steps: int = 150,
                       lr: float = 0.05) -> list[float]:
     """Full-batch Adam on the mean squared error; ``model(x, cond)`` → output. Returns the losses."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     losses = []
     for _ in range(steps):
         loss = nn.functional.mse_loss(model(x, cond), target)

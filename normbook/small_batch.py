@@ -23,7 +23,6 @@ the chapter on small batches to that stack, without changing it:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -36,7 +35,8 @@ from normlib.filter_response_norm import FilterResponseNorm2d
 from normlib.ghost_batch_norm import GhostBatchNorm2d
 from normlib.precise_bn import recompute_bn_statistics
 
-from .digits_sweep import Digits, StackedCNN, StackedNorm, evaluate, one_thread, train_stack
+from .digits_sweep import (Digits, StackedCNN, StackedNorm, SweepResult, evaluate, fork_map, one_thread,
+                           train_stack)
 
 __all__ = [
     "METHODS",
@@ -109,20 +109,11 @@ class SmallBatchCNN(StackedCNN):
             for c in self.widths
         )
 
-    def features(self, x: Tensor) -> list[Tensor]:
-        """Activations after each normalization and activation."""
-        out = []
-        for i, norm_act in enumerate(self.norms):
-            x = nn.functional.conv2d(x, self.conv_weight(i), stride=self.strides[i], padding=1, groups=self.copies)
-            x = norm_act(x)
-            out.append(x)
-        return out
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.copies:
-            raise ValueError(f"SmallBatchCNN: expected input of shape [B, {self.copies}, H, W], got {list(x.shape)}")
-        h = self.features(x)[-1].mean(dim=(2, 3)).view(x.shape[0], self.copies, -1)
-        return torch.einsum("bkc,kco->bko", h, self.fc_weight) + self.fc_bias
+    @staticmethod
+    def activation(x: Tensor) -> Tensor:
+        """The identity: each of these layers applies its own activation (a ReLU, or FRN's TLU),
+        so :meth:`features` returns the outputs after it."""
+        return x
 
 
 def as_float64(data: Digits) -> Digits:
@@ -130,27 +121,8 @@ def as_float64(data: Digits) -> Digits:
     return Digits(data.x_train.double(), data.y_train, data.x_test.double(), data.y_test)
 
 
-@dataclass
-class SmallBatchResult:
+class SmallBatchResult(SweepResult):
     """Test errors (%) ``errors[b, m, s]``: batch size b, method m (``methods``, with ``BN+pop``), seed s."""
-
-    batch_sizes: list[int]
-    methods: list[str]
-    seeds: list[int]
-    errors: np.ndarray
-
-    def error(self, method: str, batch_size: int) -> float:
-        """Mean over seeds."""
-        return float(self.errors[self.batch_sizes.index(batch_size), self.methods.index(method)].mean())
-
-    def spread(self, method: str, batch_size: int) -> float:
-        """Standard deviation over seeds (``ddof=1``)."""
-        e = self.errors[self.batch_sizes.index(batch_size), self.methods.index(method)]
-        return float(e.std(ddof=1)) if len(e) > 1 else 0.0
-
-    def max_spread(self) -> float:
-        """The largest spread over seeds in the table: the margin claims must beat."""
-        return float(self.errors.std(axis=2, ddof=1).max()) if len(self.seeds) > 1 else 0.0
 
 
 @one_thread()
@@ -163,7 +135,24 @@ def _with_population_stats(model: SmallBatchCNN, x: Tensor, batch_size: int = 12
     return twin.eval()
 
 
-@one_thread()
+def _train_batch_size(job: tuple) -> np.ndarray:
+    """One batch size of :func:`run_small_batch_sweep`: test errors ``(rows, seeds)``, on one thread."""
+    data, methods, seeds, b, epochs, renorm, ghost_batch_size, dtype = job
+    S, n = len(seeds), len(data.y_train)
+    steps = epochs * n // b
+    kw = {"r_max": 3.0, "d_max": 5.0, "warmup_steps": steps // 4, "ramp_steps": steps // 4}
+    kw.update(renorm or {})
+    errors = np.zeros((len(methods) + ("BN" in methods), S))
+    with one_thread():
+        model = SmallBatchCNN(methods, seeds, renorm=kw, ghost_batch_size=min(ghost_batch_size, b)).to(dtype)
+        errors[: len(methods)] = train_stack(model, data, b, epochs).reshape(len(methods), S)
+        if "BN" in methods:
+            j = list(methods).index("BN")
+            pop = evaluate(_with_population_stats(model, data.x_train), data.x_test, data.y_test)
+            errors[-1] = pop[j * S : (j + 1) * S]
+    return errors
+
+
 def run_small_batch_sweep(
     data: Digits,
     methods: Sequence[str] = METHODS,
@@ -173,6 +162,7 @@ def run_small_batch_sweep(
     renorm: dict | None = None,
     ghost_batch_size: int = 2,
     dtype: torch.dtype = torch.float64,
+    processes: int = 1,
 ) -> SmallBatchResult:
     """Train one :class:`SmallBatchCNN` per batch size and collect test errors (%).
 
@@ -183,25 +173,19 @@ def run_small_batch_sweep(
     copies are evaluated a second time with running statistics recomputed over
     the training set in batches of 128 (row ``BN+pop``).  Trained in ``dtype``
     (float64 by default: outputs then do not depend on the arithmetic path).
-    Runs on one thread (see :class:`normbook.digits_sweep.one_thread`).
+    Each stack trains on one thread (see :class:`normbook.digits_sweep.one_thread`);
+    with ``processes > 1`` the batch sizes are trained in that many forked
+    worker processes (:func:`normbook.digits_sweep.fork_map`), the smallest
+    batch (the most steps) first, with bitwise the same results.
     """
-    n = len(data.y_train)
     if dtype == torch.float64:
         data = as_float64(data)
     rows = list(methods) + (["BN+pop"] if "BN" in methods else [])
+    jobs = [(data, tuple(methods), tuple(seeds), b, epochs, renorm, ghost_batch_size, dtype) for b in batch_sizes]
+    order = sorted(range(len(batch_sizes)), key=lambda i: batch_sizes[i])  # most steps first
     errors = np.zeros((len(batch_sizes), len(rows), len(seeds)))
-    S = len(seeds)
-    for i, b in enumerate(batch_sizes):
-        steps = epochs * n // b
-        kw = {"r_max": 3.0, "d_max": 5.0, "warmup_steps": steps // 4, "ramp_steps": steps // 4}
-        kw.update(renorm or {})
-        model = SmallBatchCNN(methods, seeds, renorm=kw, ghost_batch_size=min(ghost_batch_size, b)).to(dtype)
-        err = train_stack(model, data, b, epochs)
-        errors[i, : len(methods)] = err.reshape(len(methods), S)
-        if "BN" in methods:
-            j = list(methods).index("BN")
-            pop = evaluate(_with_population_stats(model, data.x_train), data.x_test, data.y_test)
-            errors[i, -1] = pop[j * S : (j + 1) * S]
+    for i, err in fork_map(_train_batch_size, jobs, processes, order):
+        errors[i] = err
     return SmallBatchResult(list(batch_sizes), rows, list(seeds), errors)
 
 

@@ -185,3 +185,13 @@ def test_run_sweep_in_worker_processes_gives_bitwise_the_same_results_and_models
 def test_run_sweep_checks_every_batch_size_before_training(tiny):
     with pytest.raises(ValueError, match="run_sweep: batch size 7 must divide the 128 training images"):
         run_sweep(tiny, methods=("GN",), batch_sizes=(32, 7), seeds=(0,), epochs=1, progress=False, processes=2)
+
+
+def test_fork_map_yields_every_result_in_the_order_asked():
+    from normbook.digits_sweep import fork_map
+
+    args = [3, 1, 4, 1, 5]
+    for processes in (1, 2):
+        got = list(fork_map(lambda a: a * a, args, processes, order=[4, 0, 2, 1, 3]))
+        assert got == [(4, 25), (0, 9), (2, 16), (1, 1), (3, 1)]
+    assert list(fork_map(abs, [-2])) == [(0, 2)]

@@ -42,3 +42,12 @@ def test_sweep_shapes_and_table():
     lines = format_table(r).splitlines()
     assert len(lines) == 4 and lines[0].split()[:2] == ["method", "batch"]
     assert r.max_spread() >= r.spread("BN", 4)
+
+
+def test_sweep_in_worker_processes_gives_bitwise_the_same_errors():
+    data = load_digits_split(n_train=64)
+    kw = dict(methods=("BN", "GN"), batch_sizes=(32, 4, 2), seeds=(0,), epochs=1, dtype=torch.float32)
+    here = run_small_batch_sweep(data, **kw)
+    forked = run_small_batch_sweep(data, processes=2, **kw)
+    np.testing.assert_array_equal(here.errors, forked.errors)
+    assert here.methods == forked.methods == ["BN", "GN", "BN+pop"]
