@@ -421,8 +421,9 @@ class _Normalize(torch.autograd.Function):
 
     Takes the input and parameters as the caller holds them (in the compute
     dtype); the kernel views them as S asks (the C kernel reads them as memory
-    and needs no view), so the graph holds one node per call.  Saves the input, γ, μ and the kernel's own statistic, as PyTorch's
-    native kernels do: no activation of its own.  When the backward is itself
+    and needs no view), so the graph holds one node per call.  Saves the input,
+    γ, μ and the kernel's own statistic, as PyTorch's native kernels do: no
+    activation of its own.  When the backward is itself
     differentiated (``create_graph=True``: gradient penalties, Hessians), it
     runs the reference backward in torch operations, which autograd can
     differentiate again.
