@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
+from jupyter_cache.executors.basic import ExecutionWorkerLocalMProc
+from jupyter_cache.executors.utils import single_nb_execution
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,10 +62,25 @@ def _expected_seconds(name: str) -> float:
     return float(times.get(name, 0.0))
 
 
+class _Worker(ExecutionWorkerLocalMProc):
+    """jupyter-cache's worker, with the kernel stopped at once when the notebook has run.
+
+    nbclient's default ("graceful") asks the kernel to shut down and waits for
+    it to exit: about a second a chapter on this machine, idle time in which the
+    worker could run the next chapter.  Every output is in the notebook by
+    then, so nothing is lost by ending the process directly.
+    """
+
+    @staticmethod
+    def execute(project_nb, data):
+        return single_nb_execution(project_nb.nb, cwd=str(Path(project_nb.uri).parent), timeout=data.timeout,
+                                   allow_errors=data.allow_errors, shutdown_kernel="immediate")
+
+
 def execute_into_cache(cache_dir: Path, notebooks: list[Path], procs: int = 2, timeout: int = 600) -> dict:
     """Run every notebook not yet cached, ``procs`` at a time; return ``{uri: seconds}`` and failures."""
     from jupyter_cache import get_cache
-    from jupyter_cache.executors.basic import ExecutionWorkerLocalMProc, ProcessData
+    from jupyter_cache.executors.basic import ProcessData
 
     cache = get_cache(str(cache_dir))
     for nb in notebooks:
@@ -71,7 +88,7 @@ def execute_into_cache(cache_dir: Path, notebooks: list[Path], procs: int = 2, t
     uris = [str(nb.absolute()) for nb in notebooks]
     todo = cache.list_unexecuted(filter_uris=uris)  # no cache record for the current code cells
     t0 = time.perf_counter()
-    worker = ExecutionWorkerLocalMProc()
+    worker = _Worker()
     # Longest first, one notebook at a time per worker: the batch-size sweep
     # must not start last behind a queue of short chapters.
     todo = sorted(todo, key=lambda r: -_expected_seconds(Path(r.uri).name))
