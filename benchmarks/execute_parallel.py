@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,10 @@ def execute_into_cache(cache_dir: Path, notebooks: list[Path], procs: int = 2, t
     from jupyter_cache import get_cache
     from jupyter_cache.executors.basic import ProcessData
 
+    # Two chapters share two cores, each with two torch threads: an OpenMP thread that
+    # spins while it waits for work takes the core from the other chapter. Passive
+    # waiting (the kernels inherit this environment) sleeps instead.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cache = get_cache(str(cache_dir))
     for nb in notebooks:
         cache.add_nb_to_project(str(nb))
