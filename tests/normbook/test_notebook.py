@@ -9,24 +9,17 @@ setup()
 assert torch.are_deterministic_algorithms_enabled()
 assert torch.is_deterministic_algorithms_warn_only_enabled()
 assert torch.get_num_threads() == THREADS
+a = torch.rand(4)
+setup()
+assert torch.equal(a, torch.rand(4))  # the same seed, the same draws
 print('torch._inductor' in sys.modules)
 """
 
 
-def test_setup_turns_on_deterministic_algorithms_without_importing_the_compiler():
+def test_setup_seeds_and_turns_on_deterministic_algorithms_without_importing_the_compiler():
+    # in a fresh process: setup() changes process-wide state (threads) the other tests rely on
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
-
-
-def test_setup_fixes_the_seed():
-    import torch
-
-    from normbook.notebook import setup
-
-    setup(3)
-    a = torch.rand(4)
-    setup(3)
-    assert torch.equal(a, torch.rand(4))
 
 
 def test_glue_publishes_what_myst_nb_glue_publishes(monkeypatch):
