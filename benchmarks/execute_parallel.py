@@ -74,8 +74,18 @@ class _Worker(ExecutionWorkerLocalMProc):
 
     @staticmethod
     def execute(project_nb, data):
-        return single_nb_execution(project_nb.nb, cwd=str(Path(project_nb.uri).parent), timeout=data.timeout,
-                                   allow_errors=data.allow_errors, shutdown_kernel="immediate")
+        for attempt in (1, 2):
+            try:
+                return single_nb_execution(project_nb.nb, cwd=str(Path(project_nb.uri).parent),
+                                           timeout=data.timeout, allow_errors=data.allow_errors,
+                                           shutdown_kernel="immediate")
+            except RuntimeError as err:
+                # A kernel that dies before it answers has lost a race for its TCP ports:
+                # jupyter_client picks free ports and releases them, the kernel binds them a
+                # moment later, and a kernel starting beside it can take one first. Not the
+                # chapter's failure (no cell ran): start it once more.
+                if attempt == 2 or "Kernel died before replying to kernel_info" not in str(err):
+                    raise
 
 
 def execute_into_cache(cache_dir: Path, notebooks: list[Path], procs: int = 2, timeout: int = 600) -> dict:

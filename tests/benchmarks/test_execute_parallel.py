@@ -34,3 +34,30 @@ def test_execute_into_cache_records_outputs_and_failures(tmp_path):
     # a second call finds the good notebook cached and runs only the failing one again
     again = execute_parallel.execute_into_cache(tmp_path / "cache", [good, bad], procs=2)
     assert again["executed"] == 1
+
+
+def test_a_kernel_that_died_at_start_is_started_again(tmp_path, monkeypatch):
+    from jupyter_cache import get_cache
+
+    good = _notebook(tmp_path / "good.ipynb", "print(6 * 7)")
+    starts = tmp_path / "starts"  # a file: the worker runs in a forked process
+    real = execute_parallel.single_nb_execution
+
+    def flaky(nb, **kwargs):  # the first start loses the port race, as jupyter_client reports it
+        with open(starts, "a") as f:
+            f.write("x")
+        if starts.read_text() == "x":
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(nb, **kwargs)
+
+    monkeypatch.setattr(execute_parallel, "single_nb_execution", flaky)
+    res = execute_parallel.execute_into_cache(tmp_path / "cache", [good], procs=1)
+    assert res["failed"] == [] and starts.read_text() == "xx"
+    assert len(get_cache(str(tmp_path / "cache")).list_cache_records()) == 1
+
+
+def test_a_failing_cell_is_not_run_again(tmp_path, monkeypatch):
+    bad = _notebook(tmp_path / "bad.ipynb", "open('runs', 'a').write('x'); raise ValueError('no')")
+    res = execute_parallel.execute_into_cache(tmp_path / "cache", [bad], procs=1)
+    assert res["failed"] == [str(bad.absolute())]
+    assert (tmp_path / "runs").read_text() == "x"
