@@ -36,7 +36,7 @@ from torch import Tensor
 
 from . import _checks as chk
 from . import functional as F
-from .core import moments, normalize
+from .core import moments
 from .nn import BatchNorm2d
 from .sets import batch_set
 
@@ -150,14 +150,10 @@ class BatchRenorm2d(BatchNorm2d):
         beta = self.bias if self.affine else torch.zeros_like(d)
         w = gamma * r if r_lim != 1.0 else gamma
         b = beta + gamma * d if d_lim != 0.0 else beta
-        view = lambda p: F.channel_view(p, input.ndim)  # noqa: E731
-        y, stats = normalize(input, S, self.eps, view(w), view(b))
-        n = stats.count
-        with torch.no_grad():
-            F._update_running([(self.running_mean, stats.mean.reshape(C)),
-                               (self.running_var, stats.var.reshape(C) * (n / (n - 1)))],
-                              self.momentum)
-            self.num_batches_tracked.add_(1)
+        # Batch Norm's training step with γr and γd + β: the same statistics, the same update
+        # of the running ones
+        y = F.batch_norm(input, self.running_mean, self.running_var, w, b, True, self.momentum, self.eps)
+        self.num_batches_tracked.add_(1)
         self.last_r, self.last_d = r, d
         return y
 

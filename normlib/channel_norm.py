@@ -120,11 +120,8 @@ class ChannelLayerNorm(NormModule):
 
     def forward(self, input: Tensor) -> Tensor:
         chk.check_array(input, "ChannelLayerNorm")
-        if input.ndim >= 2 and input.shape[1] != self.num_channels:
-            raise ValueError(
-                f"ChannelLayerNorm: expected input with {self.num_channels} channels at dim 1, "
-                f"got input of shape {list(input.shape)}"
-            )
+        if input.ndim >= 2:  # fewer dimensions: channel_layer_norm's own message says so
+            chk.check_channels(input, self.num_channels, "ChannelLayerNorm")
         return channel_layer_norm(input, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from . import _checks as chk
 from .core import normalize
+from .functional import channel_view
 from .sets import StatSet
 
 __all__ = ["frn_set", "filter_response_norm", "FilterResponseNorm2d"]
@@ -69,17 +70,16 @@ def filter_response_norm(
     C = int(x.shape[1])
     for name, p in (("weight", weight), ("bias", bias), ("tau", tau)):
         chk.check_param(p, [C], name, op, x)
-    view = (1, C) + (1,) * (x.ndim - 2)
-    w = None if weight is None else weight.reshape(view)
-    b = None if bias is None else bias.reshape(view)
+    w = None if weight is None else channel_view(weight, x.ndim)
+    b = None if bias is None else channel_view(bias, x.ndim)
     y, _ = normalize(x, frn_set(), eps, w, b, center=False)
     if tau is None:
         return y
     if isinstance(y, torch.Tensor):
-        return torch.maximum(y, tau.reshape(view))
+        return torch.maximum(y, channel_view(tau, x.ndim))
     import numpy as np
 
-    return np.maximum(y, tau.reshape(view))
+    return np.maximum(y, channel_view(tau, x.ndim))
 
 
 class FilterResponseNorm2d(nn.Module):
@@ -122,11 +122,7 @@ class FilterResponseNorm2d(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         chk.check_ndim(input, type(self).__name__, (4,))
-        if input.shape[1] != self.num_features:
-            raise ValueError(
-                f"{type(self).__name__}: expected input with {self.num_features} channels at dim 1, "
-                f"got input of shape {list(input.shape)}"
-            )
+        chk.check_channels(input, self.num_features, type(self).__name__)
         return filter_response_norm(input, self.weight, self.bias, self.tau, self.eps)
 
     def extra_repr(self) -> str:

@@ -101,7 +101,6 @@ class FrozenBatchNorm(nnn.NormModule):
         return f"{self.num_features}, eps={self.eps}"
 
 
-_BATCH_NORMS = (nnn.BatchNorm1d, nnn.BatchNorm2d, nnn.BatchNorm3d, nn.modules.batchnorm._BatchNorm)
 
 
 def freeze_batch_norm(module: nn.Module) -> nn.Module:
@@ -115,7 +114,7 @@ def freeze_batch_norm(module: nn.Module) -> nn.Module:
     >>> type(net[1]).__name__
     'FrozenBatchNorm'
     """
-    if isinstance(module, _BATCH_NORMS):
+    if isinstance(module, nnn._BATCH_NORM_TYPES):
         return FrozenBatchNorm.from_batch_norm(module)
     for name, child in module.named_children():
         new = freeze_batch_norm(child)

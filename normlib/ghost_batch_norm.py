@@ -23,7 +23,6 @@ import torch
 from torch import Tensor
 
 from . import _checks as chk
-from . import functional as F
 from .nn import BatchNorm2d
 
 __all__ = ["GhostBatchNorm2d"]
@@ -81,16 +80,10 @@ class GhostBatchNorm2d(BatchNorm2d):
                 f"{op}: the batch of input of shape {list(input.shape)} is not a multiple of "
                 f"ghost_batch_size={g}"
             )
-        outs = []
-        for chunk in input.split(g, dim=0):
-            factor = 0.0 if self.momentum is None else self.momentum
-            if self.track_running_stats and self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked + 1)  # cumulative average
-            rm = self.running_mean if self.track_running_stats else None
-            rv = self.running_var if self.track_running_stats else None
-            outs.append(F.batch_norm(chunk, rm, rv, self.weight, self.bias, True, factor, self.eps))
-            if self.track_running_stats:
-                self.num_batches_tracked.add_(1)
+        # Batch Norm's own training step on each ghost batch in turn (its momentum, its
+        # cumulative average for momentum=None, its count of batches)
+        step = super().forward
+        outs = [step(chunk) for chunk in input.split(g, dim=0)]
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
     def extra_repr(self) -> str:

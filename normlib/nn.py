@@ -279,6 +279,10 @@ class _BatchNorm(_NormBase):
         return out
 
 
+#: Every Batch Norm module class, normlib's and torch's (their subclasses too: Batch Renorm,
+#: Ghost Batch Norm, torch's SyncBatchNorm and the cross-process Batch Norm).
+_BATCH_NORM_TYPES = (_BatchNorm, nn.modules.batchnorm._BatchNorm)
+
 class BatchNorm1d(_BatchNorm):
     __doc__ = _BATCH_NORM_DOC.format(name="BatchNorm1d", rank="2D or 3D", example="4, 3, 5",
                                      shape=":math:`(N, C)` or :math:`(N, C, L)`",

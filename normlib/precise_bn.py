@@ -33,18 +33,16 @@ from typing import Iterable
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm as _TorchBatchNorm
 
 from .distributed import Stats, merge_all, shard_stats
-from .nn import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from .nn import _BATCH_NORM_TYPES
 
 __all__ = ["recompute_bn_statistics", "batch_norm_layers"]
 
 
 def batch_norm_layers(model: nn.Module) -> list[nn.Module]:
     """The Batch Norm layers of ``model`` that keep running statistics (torch's and normlib's)."""
-    kinds = (_TorchBatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d)
-    return [m for m in model.modules() if isinstance(m, kinds) and m.running_mean is not None]
+    return [m for m in model.modules() if isinstance(m, _BATCH_NORM_TYPES) and m.running_mean is not None]
 
 
 def _first(batch) -> Tensor:
